@@ -1,0 +1,35 @@
+# `make demo` and `make test` are all a fresh clone needs: each creates .venv from requirements.txt first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# nbgrader shells out to alembic, which lives in the venv's bin.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: demo test release check-release data clean
+
+demo: $(VENV)/.ready
+	$(PY) -m autograder.demo
+
+# pytest exits 5 when it collected no tests: say so, and fail.
+test: $(VENV)/.ready
+	$(PY) -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure here."; fi; \
+	exit $$status
+
+release: $(VENV)/.ready
+	$(PY) -m autograder.release
+
+check-release: $(VENV)/.ready
+	$(PY) -m autograder.release --check
+
+data: $(VENV)/.ready
+	$(PY) -m autograder.data data/synthetic
+
+$(VENV)/.ready: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+clean:
+	rm -rf out data/synthetic .pytest_cache

@@ -1,0 +1,1 @@
+"""The course kit's package: assignment release, data, and (next) grading."""
