@@ -5,6 +5,7 @@ and outputs cleared). It runs in a scratch course directory, since with --force 
 folder, and our release folder also holds files nbgrader does not make.
 """
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,9 @@ class ReleaseError(RuntimeError):
 def generate_student_notebook(assignment: Assignment) -> nbformat.NotebookNode:
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
+
+    # nbgrader runs `alembic` by name; it sits beside this interpreter, which may not be on PATH.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
     with tempfile.TemporaryDirectory() as course:
         source = Path(course, "source", assignment.name)
