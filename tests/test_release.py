@@ -1,5 +1,4 @@
 """The student release is nbgrader's output of the instructor notebook: in sync, stubbed, and free of solutions."""
-import importlib.util
 import re
 
 import pytest
@@ -7,15 +6,9 @@ import torch
 
 from autograder.notebooks import read
 from autograder.release import STUB, stale
+from tests.helpers import import_file
 
 SOLUTION_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
-
-
-def import_file(path):
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def solution_lines(assignment):
