@@ -2,10 +2,11 @@
 
 Run as a script (`python -I export.py request.json`) from the sandbox's scratch dir, so it imports nothing of the
 kit: it defines the student's code from plain-text chunks, builds each model the request names, exports it with
-torch.export, and writes plain data per model: NAME.json (the graph: each node's aten op, arguments, output shape,
-module path) and NAME.safetensors (the weights). A model that fails writes NAME.error.json instead. Nothing here is
-trusted by the grader: it validates and re-runs everything it reads.
+torch.export, and writes plain data per model: NAME.json (the graph: each node's aten op, arguments, output shape
+with null for the dynamic batch dimension, module path) and NAME.safetensors (the weights). A model that fails writes NAME.error.json instead, and definitions.json
+lists the statements that failed. Nothing here is trusted by the grader: it validates and re-runs what it reads.
 """
+import ast
 import json
 import sys
 import traceback
@@ -34,6 +35,15 @@ def encode(value):
     raise TypeError(f"argument of type {type(value).__name__} cannot be exported")
 
 
+def op_name(target) -> str:
+    """aten ops by their overload name ("aten.conv2d.default"); Python operators as "_operator.mul"."""
+    import torch
+
+    if isinstance(target, torch._ops.OpOverload):
+        return str(target)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__name__', '?')}"
+
+
 def graph_of(exported) -> dict:
     """The JSON graph of a torch.export ExportedProgram."""
     kinds = {"PARAMETER": "parameter", "BUFFER": "buffer", "CONSTANT_TENSOR": "constant", "USER_INPUT": "input"}
@@ -50,9 +60,9 @@ def graph_of(exported) -> dict:
             stack = list((node.meta.get("nn_module_stack") or {}).values())
             path, cls = stack[-1] if stack else ("", "")
             nodes.append({
-                "name": node.name, "op": str(node.target),
+                "name": node.name, "op": op_name(node.target),
                 "args": encode(node.args), "kwargs": {k: encode(v) for k, v in node.kwargs.items()},
-                "shape": list(val.shape) if hasattr(val, "shape") else None,
+                "shape": [d if isinstance(d, int) else None for d in val.shape] if hasattr(val, "shape") else None,
                 "module": path.removeprefix("L['self'].") if path != "L['self']" else "",
                 "module_type": cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}",
             })
@@ -62,11 +72,13 @@ def graph_of(exported) -> dict:
 
 
 def export_model(model, example_inputs, train=True):
-    """(graph, tensors) of `model` run on `example_inputs` in train or eval mode."""
+    """(graph, tensors) of `model` run on `example_inputs` in train or eval mode. The batch dimension stays
+    dynamic where the code allows it, so one export serves every batch size; code that fixes it exports as is."""
     import torch
 
     model.train(train)
-    exported = torch.export.export(model, tuple(example_inputs))
+    batch = [{0: torch.export.Dim.AUTO} for _ in example_inputs]
+    exported = torch.export.export(model, tuple(example_inputs), dynamic_shapes=batch)
     tensors = {**exported.state_dict, **exported.constants}
     return graph_of(exported), {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
 
@@ -78,13 +90,20 @@ def save(name, graph, tensors, out: Path):
     (out / f"{name}.json").write_text(json.dumps(graph))
 
 
-def define(chunks) -> types.ModuleType:
-    """The student's definitions as a module; each chunk keeps its label (file or cell) for tracebacks."""
+def define(chunks):
+    """The student's definitions as a module, run one top-level statement at a time: one that fails (an import
+    of a module the grader lacks, say) becomes a note, and the rest still run. Chunks keep their labels (file or
+    cell) and line numbers for tracebacks."""
     module = types.ModuleType("submission")
     sys.modules["submission"] = module
+    notes = []
     for chunk in chunks:
-        exec(compile(chunk["code"], chunk["label"], "exec"), module.__dict__)
-    return module
+        for stmt in ast.parse(chunk["code"], chunk["label"]).body:
+            try:
+                exec(compile(ast.Module([stmt], []), chunk["label"], "exec"), module.__dict__)
+            except BaseException as exc:  # noqa: BLE001 - SystemExit in a class body included
+                notes.append(f"{chunk['label']}, line {stmt.lineno}: {type(exc).__name__}: {str(exc)[:300]}")
+    return module, notes
 
 
 def failure(stage, exc) -> dict:
@@ -98,11 +117,8 @@ def main(request_path):
 
     request = json.loads(Path(request_path).read_text())
     out = Path(request["out"])
-    try:
-        module = define(request["chunks"])
-    except BaseException as exc:  # noqa: BLE001 - whatever the student's definitions raise is reported
-        (out / "definitions.error.json").write_text(json.dumps(failure("define", exc)))
-        return
+    module, notes = define(request["chunks"])
+    (out / "definitions.json").write_text(json.dumps({"notes": notes}))
     for spec in request["models"]:
         name = spec["name"]
         try:

@@ -73,6 +73,9 @@ OPS = {
     "aten.slice.Tensor": lambda m, x, dim=0, start=None, end=None, step=1: x[(slice(None),) * dim + (slice(start, end, step),)],
     "aten.pad.default": lambda m, x, pad, mode="constant", value=None: F.pad(x, pad, mode, value),
     "aten.constant_pad_nd.default": lambda m, x, pad, value=0: F.pad(x, pad, "constant", value),
+    "aten.sym_size.int": lambda m, x, dim: x.size(dim),  # the dynamic batch size
+    "_operator.mul": lambda m, a, b: a * b,
+    "_operator.floordiv": lambda m, a, b: a // b,
     "aten.detach.default": lambda m, x: x.detach(),
     "aten.clone.default": lambda m, x, memory_format=None: x.clone(),
     "aten.contiguous.default": lambda m, x, memory_format=None: x.contiguous(),

@@ -1,0 +1,160 @@
+"""Sandbox: run the export of one submission in a limited child process and say plainly how it ended.
+
+Always: a new session and process group (killed whole on timeout), a scratch working dir holding only the request
+and the export script, a wall-clock timeout, an address-space cap, no core files, a cap on file size, an
+environment with nothing but PATH/HOME/LANG and thread counts, stdout/stderr read through pipes keeping only the
+first and last few KB. When the grader runs as root (a Gradescope or Docker grader) the child also drops to the
+`nobody` user (it cannot read files that are not world-readable, nor write outside its dir) and gets a network
+namespace of its own (no network). Run as an ordinary user, the child is that user: it could read what that user
+can read. The README says so.
+"""
+import ctypes
+import json
+import os
+import pwd
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXPORT_SCRIPT = Path(__file__).with_name("export.py")
+CLONE_NEWNET = 0x40000000
+
+
+@dataclass
+class Limits:
+    timeout_s: float = 180.0
+    memory_bytes: int = 4 << 30  # address space: torch's import alone maps ~2 GB
+    file_bytes: int = 256 << 20
+    output_bytes: int = 16 << 10  # kept from each of stdout and stderr (head and tail)
+    threads: int = 2
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    timed_out: bool
+    seconds: float
+    stdout: str
+    stderr: str
+    isolation: list = field(default_factory=list)
+
+    @property
+    def cause(self):
+        """Why the child did not finish normally, in a student's words; None when it did."""
+        if self.timed_out:
+            return "timeout: building and exporting the models did not finish in time (an endless loop?)"
+        if "MemoryError" in self.stderr or self.returncode == -signal.SIGKILL:
+            return "memory: the code asked for more memory than the grader allows"
+        if self.returncode == -signal.SIGXFSZ:
+            return "output: the code wrote a file larger than the grader allows"
+        if self.returncode != 0:
+            return f"exit: the code ended the process early (exit status {self.returncode}; sys.exit or os._exit?)"
+        return None
+
+
+class _Capture(threading.Thread):
+    """Reads a pipe to the end, keeping its first and last `limit // 2` bytes."""
+
+    def __init__(self, pipe, limit):
+        super().__init__(daemon=True)
+        self.pipe, self.half, self.head, self.tail, self.dropped = pipe, limit // 2, b"", b"", 0
+        self.start()
+
+    def run(self):
+        for chunk in iter(lambda: self.pipe.read(65536), b""):
+            room = self.half - len(self.head)
+            self.head, chunk = self.head + chunk[:max(room, 0)], chunk[max(room, 0):]
+            joined = self.tail + chunk
+            self.dropped += max(len(joined) - self.half, 0)
+            self.tail = joined[-self.half:] if self.half else b""
+
+    def text(self):
+        middle = f"\n[... {self.dropped} bytes not kept ...]\n".encode() if self.dropped else b""
+        return (self.head + middle + self.tail).decode("utf-8", "replace")
+
+
+def _drop_to(user):
+    record = pwd.getpwnam(user)
+    return record.pw_uid, record.pw_gid
+
+
+def _preexec(limits: Limits, drop):
+    def setup():
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        if drop:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.unshare(CLONE_NEWNET)  # best effort; checked by the caller's isolation list
+            uid, gid = drop
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+    return setup
+
+
+def isolation_available():
+    """What the child gets on this machine, for the summary and README."""
+    modes = ["own process group", "timeout", "memory cap", "scrubbed environment", "scratch dir"]
+    if os.geteuid() == 0:
+        modes += ["runs as nobody", "no network"]
+    return modes
+
+
+def run_export(request: dict, workdir: Path, limits: Limits = Limits()) -> Outcome:
+    """Run export.py on `request` in `workdir` (made empty and private to the child)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXPORT_SCRIPT, workdir / "export.py")
+    (workdir / "request.json").write_text(json.dumps({**request, "out": str(workdir)}))
+    drop = None
+    if os.geteuid() == 0:
+        drop = _drop_to("nobody")
+        os.chown(workdir, *drop)
+        for p in workdir.iterdir():
+            os.chown(p, *drop)
+    env = {
+        "PATH": "/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": str(limits.threads), "MKL_NUM_THREADS": str(limits.threads), "CUDA_VISIBLE_DEVICES": "",
+    }
+    started = time.monotonic()
+    child = subprocess.Popen(
+        [sys.executable, "-I", "export.py", "request.json"], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_preexec(limits, drop), close_fds=True)
+    out, err = _Capture(child.stdout, limits.output_bytes), _Capture(child.stderr, limits.output_bytes)
+    timed_out = False
+    try:
+        child.wait(timeout=limits.timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)  # the whole group: nothing it started outlives it
+        except ProcessLookupError:
+            pass
+        child.wait()
+    out.join(5)
+    err.join(5)
+    return Outcome(child.returncode, timed_out, time.monotonic() - started, out.text(), err.text(),
+                   isolation_available())
+
+
+def read_plain_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file the child wrote: never through a symlink, never more than `limit`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        info = os.fstat(fd)
+        if not (info.st_mode & 0o170000 == 0o100000):
+            raise ValueError(f"{path.name} is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{path.name} is larger than {limit} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1)[:limit]
+    finally:
+        os.close(fd)
