@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file
 
 FORMAT = "cnnkit-graph/1"
@@ -120,6 +121,12 @@ class Rebuilt(nn.Module):
         return module, leaf
 
     def forward(self, *inputs):
+        return self.run(*inputs)[0]
+
+    def run(self, *inputs, inspect=None):
+        """(output, {module path: output shape}). A module's output is the value of the last node inside it,
+        recorded for every enclosing path too ("layer2.2" and "layer2"); buffer updates do not count.
+        `inspect(node, value)`, when given, sees every node's value as it is made."""
         if len(inputs) != len(self._inputs):
             raise TypeError(f"expected {len(self._inputs)} input(s), got {len(inputs)}")
         state = {**dict(self.named_parameters()), **dict(self.named_buffers())}
@@ -138,19 +145,65 @@ class Rebuilt(nn.Module):
                 return None  # device / memory format: the grader's own choice
             return a
 
+        shapes = {}
         for node in self.graph["nodes"]:
-            env[node["name"]] = OPS[node["op"]](
+            value = env[node["name"]] = OPS[node["op"]](
                 self, *resolve(node["args"]), **{k: resolve(v) for k, v in node["kwargs"].items()})
+            if inspect:
+                inspect(node, value)
+            if isinstance(value, torch.Tensor) and id(value) not in self._buffer_ids and node["module"]:
+                parts = node["module"].split(".")
+                for i in range(1, len(parts) + 1):
+                    shapes[".".join(parts[:i])] = tuple(value.shape)
         out = resolve(self.graph["output"])
-        return out[0] if isinstance(out, list) and len(out) == 1 else out
+        return (out[0] if isinstance(out, list) and len(out) == 1 else out), shapes
+
+    def convolutions(self):
+        """[(module path, weight shape (out, in, kh, kw), stride)] of every conv the graph runs, in order."""
+        weights = {spec["name"]: spec["target"] for spec in self.graph["inputs"]}
+        found = []
+        for node in self.graph["nodes"]:
+            if node["op"] == "aten.conv2d.default":
+                args = node["args"]
+                weight = self.get_parameter(weights[args[1]["ref"]])
+                stride = args[3] if len(args) > 3 else node["kwargs"].get("stride", [1, 1])
+                stride = tuple(stride) if isinstance(stride, list) else (stride, stride)
+                found.append((node["module"], tuple(weight.shape), stride))
+        return found
+
+
+MAX_ELEMENTS = 1 << 27  # per intermediate tensor: 512 MB of float32
+
+
+def dry_run(graph, tensors, input_shapes, max_elements=MAX_ELEMENTS):
+    """Run the graph on the meta device (shapes only, no memory) and refuse any tensor above `max_elements`,
+    so a crafted graph cannot exhaust the grading process's memory."""
+    meta = Rebuilt(graph, {k: torch.empty_like(v, device="meta") for k, v in tensors.items()})
+    for name, t in meta.state_dict().items():
+        if t.numel() > max_elements:
+            raise RebuildError(f"the weight {name} has {t.numel():,} elements; the grader's limit is {max_elements:,}")
+
+    def inspect(node, value):
+        if isinstance(value, torch.Tensor) and value.numel() > max_elements:
+            raise RebuildError(f"{node['module'] or 'the model'} makes a tensor of shape {tuple(value.shape)}; "
+                               f"the grader's limit is {max_elements:,} elements")
+
+    with torch.no_grad():
+        meta.eval().run(*(torch.empty(s, device="meta") for s in input_shapes), inspect=inspect)
+
+
+def from_bytes(graph_bytes: bytes, tensor_bytes: bytes, input_shapes) -> Rebuilt:
+    """The rebuilt module from the exported JSON and safetensors bytes, after a dry run at `input_shapes`."""
+    try:
+        graph = json.loads(graph_bytes)
+        tensors = safetensors_load(tensor_bytes)
+    except ValueError as exc:
+        raise RebuildError(f"the exported files are unreadable ({type(exc).__name__})") from exc
+    dry_run(graph, tensors, input_shapes)
+    return Rebuilt(graph, tensors)
 
 
 def load(folder, name) -> Rebuilt:
-    """The rebuilt module NAME from FOLDER/NAME.json and FOLDER/NAME.safetensors."""
+    """The rebuilt module NAME from FOLDER/NAME.json and FOLDER/NAME.safetensors (the kit's own files)."""
     folder = Path(folder)
-    try:
-        graph = json.loads((folder / f"{name}.json").read_text())
-        tensors = load_file(str(folder / f"{name}.safetensors"))
-    except (OSError, ValueError) as exc:
-        raise RebuildError(f"the exported files of {name} are missing or unreadable ({type(exc).__name__})") from exc
-    return Rebuilt(graph, tensors)
+    return Rebuilt(json.loads((folder / f"{name}.json").read_text()), load_file(str(folder / f"{name}.safetensors")))

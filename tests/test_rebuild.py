@@ -118,3 +118,22 @@ def test_the_files_are_plain_data(reference, tmp_path):
 def test_malformed_exports_are_refused(graph, message):
     with pytest.raises(rebuild.RebuildError, match=message):
         rebuild.Rebuilt(graph, {})
+
+
+def test_one_export_serves_every_batch_size(reference, tmp_path):
+    rebuilt = exported(reference.ResNet50_layer4(num_classes=10), (4, 3, 32, 32), tmp_path).eval()
+    with torch.no_grad():
+        assert [tuple(rebuilt(torch.randn(b, 3, 32, 32)).shape) for b in (1, 3, 9)] == [(1, 10), (3, 10), (9, 10)]
+
+
+def test_a_graph_that_would_exhaust_memory_is_refused_before_it_runs(tmp_path):
+    class Bomb(nn.Module):
+        def forward(self, x):
+            return F.pad(x, (0, 20000, 0, 20000))
+
+    torch.manual_seed(0)
+    graph, tensors = export.export_model(Bomb(), [torch.randn(2, 3, 4, 4)])
+    export.save("bomb", graph, tensors, tmp_path)
+    with pytest.raises(rebuild.RebuildError, match="limit"):
+        rebuild.from_bytes((tmp_path / "bomb.json").read_bytes(), (tmp_path / "bomb.safetensors").read_bytes(),
+                           [[2, 3, 4, 4]])

@@ -1,0 +1,119 @@
+"""Check: an assignment's hidden pytest checks, run in the grading process on the rebuilt models.
+
+Each check is a pytest test with a `points(n)` marker. It sees one fixture, `submission` (a Graded: the rebuilt
+models, or why each is missing, plus the training run on demand). A failed check reports only what it raised —
+CheckFailed's module / expected / got / next step, or the student's own model error — never a traceback or a
+line of the check's source (pytest runs with plain asserts and no tracebacks).
+"""
+import contextlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+class CheckFailed(AssertionError):
+    def __init__(self, module, expected, got, next_step):
+        self.module, self.expected, self.got, self.next_step = module, expected, got, next_step
+        super().__init__(f"{module}: expected {expected}, got {got}. Next step: {next_step}")
+
+
+class Unavailable(Exception):
+    """A model the check needs could not be built, exported or rebuilt; the message says why."""
+
+
+def expect(ok, module, expected, got, next_step):
+    if not ok:
+        raise CheckFailed(module, expected, got, next_step)
+
+
+@dataclass
+class Result:
+    name: str
+    title: str
+    score: float
+    max_score: float
+    passed: bool
+    message: str
+
+
+@dataclass
+class Graded:
+    """What the checks see of one submission."""
+    models: dict  # export name -> Rebuilt, or the reason it is unavailable (str)
+    train: object = None  # () -> training result dict, cached
+    reference_training: dict = None
+    found: list = field(default_factory=list)  # what the running check noticed, for its feedback
+
+    def model(self, name):
+        value = self.models.get(name, f"{name} was not exported")
+        if isinstance(value, str):
+            raise Unavailable(value)
+        return value
+
+    def note(self, text):
+        self.found.append(text)
+
+
+class _Plugin:
+    def __init__(self, graded):
+        self.graded, self.results = graded, []
+
+    @pytest.fixture
+    def submission(self):
+        return self.graded
+
+    def pytest_configure(self, config):
+        config.addinivalue_line("markers", "points(n): what the check is worth")
+
+    def pytest_runtest_setup(self, item):
+        self.graded.found = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = (yield).get_result()
+        if report.when == "call" or (report.when == "setup" and report.failed):
+            points = item.get_closest_marker("points").args[0]
+            exc = call.excinfo.value if call.excinfo else None
+            if exc is None:
+                message = "; ".join(self.graded.found) or "ok"
+            elif isinstance(exc, (CheckFailed, Unavailable)):
+                message = str(exc)
+            else:  # the student's model raised while the check ran it
+                message = (f"running your model raised {type(exc).__name__}: {str(exc)[:500]}. Next step: run "
+                           "the notebook's sanity checks and fix the shape or argument the error names.")
+            title = (item.obj.__doc__ or item.name).strip().splitlines()[0]
+            self.results.append(Result(item.name.removeprefix("test_"), title, points if exc is None else 0,
+                                       points, exc is None, message))
+
+
+def run_checks(checks_file: Path, graded: Graded) -> list:
+    plugin = _Plugin(graded)
+    args = [str(checks_file), "-q", "-p", "no:cacheprovider", "--assert=plain", "--tb=no", "--import-mode=importlib",
+            "-o", "python_files=*.py", "-o", "addopts=", "-W", "ignore", "--rootdir", str(checks_file.parent)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        pytest.main(args, plugins=[plugin])
+    return plugin.results
+
+
+def collect_checks(checks_file: Path) -> list:
+    """(name, points) of every check, without running any: the columns of grades.csv and the zero rows of a
+    submission that could not be graded at all."""
+    class Lister:
+        def __init__(self):
+            self.items = []
+
+        def pytest_configure(self, config):
+            config.addinivalue_line("markers", "points(n): what the check is worth")
+
+        def pytest_collection_modifyitems(self, items):
+            self.items = [(i.name.removeprefix("test_"), (i.obj.__doc__ or i.name).strip().splitlines()[0],
+                           i.get_closest_marker("points").args[0]) for i in items]
+
+    lister = Lister()
+    with contextlib.redirect_stdout(io.StringIO()):
+        pytest.main([str(checks_file), "-q", "--collect-only", "-p", "no:cacheprovider", "--import-mode=importlib",
+                     "-o", "python_files=*.py", "-o", "addopts=", "--rootdir", str(checks_file.parent)],
+                    plugins=[lister])
+    return lister.items

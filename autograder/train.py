@@ -1,0 +1,96 @@
+"""The short training run: one fixed task, seeds and budget per device, the same for the reference and students.
+
+On CPU the budget must fit in seconds, so the task is two classes (0 and 4: horizontal stripes vs disks on the
+synthetic set, airplane vs deer on CIFAR-10) for 60 Adam steps; there the reference goes from loss ~1.3 to ~0.3 and
+~87 % held-out accuracy (measured on the synthetic set), while a model that cannot learn stays near 50 %. Held-out
+accuracy uses batch statistics in batch norm, since 60 steps leave running statistics far behind.
+"""
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .data import FOLDER, MANIFEST, describe, ensure_synthetic_cifar10, open_cifar10
+
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class Budget:
+    classes: tuple = (0, 4)
+    steps: int = 60
+    batch: int = 32
+    lr: float = 1e-3
+    held_out: int = 400
+    seed: int = 0
+
+
+BUDGETS = {"cpu": Budget(), "cuda": Budget(classes=(0, 1, 4, 6), steps=300, batch=64, held_out=1000)}
+
+
+def resolve_data(data_dir, cache_dir) -> Path:
+    """CIFAR-10 when it is in `data_dir`, else the synthetic set (written under `cache_dir` once)."""
+    if data_dir and (Path(data_dir) / FOLDER / "data_batch_1").exists():
+        return Path(data_dir)
+    synthetic = Path(cache_dir) / "synthetic-cifar10"
+    ensure_synthetic_cifar10(synthetic)
+    return synthetic
+
+
+def is_synthetic(root) -> bool:
+    return (Path(root) / FOLDER / MANIFEST).exists()
+
+
+def task_tensors(root, budget: Budget, train: bool):
+    """(images, labels) of the budget's classes, normalised, labels renumbered 0..k-1."""
+    data = open_cifar10(root, train=train)
+    x = torch.tensor(data.data).permute(0, 3, 1, 2).float().div(255)
+    y = torch.tensor(data.targets)
+    keep = torch.isin(y, torch.tensor(budget.classes))
+    x = (x[keep] - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    return x, torch.searchsorted(torch.tensor(budget.classes), y[keep])
+
+
+def gradient_gaps(model, x, y) -> list:
+    """Trainable parameters that no gradient path reaches from the loss (a detach, say). Not "zero gradient":
+    a conv bias just before train-mode batch norm gets an all-but-zero gradient by design."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    gaps = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad()
+    return gaps
+
+
+def training_run(model, root, budget: Budget, device: str) -> dict:
+    """Train a copy of `model` on the task; losses, held-out accuracy and gradient gaps, as plain data."""
+    model = copy.deepcopy(model).to(device)
+    x, y = task_tensors(root, budget, train=True)
+    xt, yt = task_tensors(root, budget, train=False)
+    torch.manual_seed(budget.seed)
+    generator = torch.Generator().manual_seed(budget.seed)
+    gaps = gradient_gaps(model, x[:budget.batch].to(device), y[:budget.batch].to(device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
+    losses = []
+    model.train()
+    for _ in range(budget.steps):
+        idx = torch.randint(0, len(x), (budget.batch,), generator=generator)
+        loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    correct = 0
+    with torch.no_grad():  # batch statistics (train-mode batch norm) on held-out batches of 200
+        for i in range(0, budget.held_out, 200):
+            logits = model(xt[i:i + 200].to(device))
+            correct += (logits.argmax(dim=1).cpu() == yt[i:i + 200]).sum().item()
+    window = max(budget.steps // 6, 1)
+    return {
+        "first_loss": sum(losses[:window]) / window, "last_loss": sum(losses[-window:]) / window,
+        "accuracy": correct / min(budget.held_out, len(xt)), "chance": 1 / len(budget.classes),
+        "gradient_gaps": gaps, "device": device, "budget": asdict(budget), "data": describe(root),
+        "synthetic": is_synthetic(root),
+    }
