@@ -42,7 +42,7 @@ class Result:
 class Graded:
     """What the checks see of one submission."""
     models: dict  # export name -> Rebuilt, or the reason it is unavailable (str)
-    train: object = None  # () -> training result dict, cached
+    training: object = None  # () -> the training run's result (dict), run once on first call
     reference_training: dict = None
     found: list = field(default_factory=list)  # what the running check noticed, for its feedback
 

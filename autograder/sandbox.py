@@ -3,23 +3,25 @@
 Always: a new session and process group (killed whole on timeout), a scratch working dir holding only the request
 and the export script, a wall-clock timeout, an address-space cap, no core files, a cap on file size, an
 environment with nothing but PATH/HOME/LANG and thread counts, stdout/stderr read through pipes keeping only the
-first and last few KB. When the grader runs as root (a Gradescope or Docker grader) the child also drops to the
-`nobody` user (it cannot read files that are not world-readable, nor write outside its dir) and gets a network
-namespace of its own (no network). Run as an ordinary user, the child is that user: it could read what that user
-can read. The README says so.
+first and last few KB. When the grader runs as root (a Gradescope or Docker grader) the child also drops to an
+unprivileged uid of its own (61000 + the worker's slot, so two children running at once cannot touch each other's
+files; every process left with that uid is killed after the run), cannot read what is not world-readable (the
+grader makes its hidden checks, the solutions and the output folder so), and gets a network namespace of its own
+(no network). Run as an ordinary user, the child is that user: it could read what that user can read. The README
+says so.
 """
 import ctypes
 import json
 import os
-import pwd
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 EXPORT_SCRIPT = Path(__file__).with_name("export.py")
@@ -42,7 +44,6 @@ class Outcome:
     seconds: float
     stdout: str
     stderr: str
-    isolation: list = field(default_factory=list)
 
     @property
     def cause(self):
@@ -79,9 +80,61 @@ class _Capture(threading.Thread):
         return (self.head + middle + self.tail).decode("utf-8", "replace")
 
 
-def _drop_to(user):
-    record = pwd.getpwnam(user)
-    return record.pw_uid, record.pw_gid
+CHILD_UID_BASE = 61000
+
+
+def _kill_all_of(uid):
+    """Kill every process running as `uid` (as that uid: kill(-1) reaches exactly its own processes)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _reachable_by_others(path) -> bool:
+    """Whether a user who is neither owner nor group can reach (and read/run) `path`."""
+    path = Path(path).resolve()
+    if not path.exists():
+        return False
+    dirs_ok = all(os.stat(d).st_mode & stat.S_IXOTH for d in path.parents)
+    mode = os.stat(path).st_mode
+    return dirs_ok and bool(mode & stat.S_IROTH) and (path.is_dir() or bool(mode & stat.S_IXOTH))
+
+
+def child_interpreter():
+    """(python, extra sys.path) for the child when it drops privileges, or None if no interpreter of this
+    Python version is reachable by an unprivileged user (e.g. pyenv's under /root)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_dirs = [d for d in sys.path if d.endswith("site-packages") and Path(d).is_dir()]
+    if not all(_reachable_by_others(d) for d in site_dirs):
+        return None
+    for candidate in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")):
+        if candidate and _reachable_by_others(candidate):
+            return candidate, site_dirs
+    return None
+
+
+def isolation() -> list:
+    """What the child gets on this machine, said plainly (summary.json and the README)."""
+    modes = ["own process group", "timeout", "memory cap", "scrubbed environment", "scratch dir"]
+    if os.geteuid() != 0:
+        return modes + ["runs as the grader's own user: it can read what that user can read"]
+    if child_interpreter() is None:
+        return modes + ["WARNING: runs as root, since no Python interpreter is reachable by an unprivileged user"]
+    return modes + ["own unprivileged uid", "no network"]
+
+
+def protect(paths):
+    """When root: make the grader's own files unreadable to the children's uids."""
+    if os.geteuid() == 0:
+        for p in paths:
+            if Path(p).exists():
+                os.chmod(p, 0o700)
 
 
 def _preexec(limits: Limits, drop):
@@ -100,23 +153,19 @@ def _preexec(limits: Limits, drop):
     return setup
 
 
-def isolation_available():
-    """What the child gets on this machine, for the summary and README."""
-    modes = ["own process group", "timeout", "memory cap", "scrubbed environment", "scratch dir"]
-    if os.geteuid() == 0:
-        modes += ["runs as nobody", "no network"]
-    return modes
-
-
-def run_export(request: dict, workdir: Path, limits: Limits = Limits()) -> Outcome:
-    """Run export.py on `request` in `workdir` (made empty and private to the child)."""
+def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: int = 1) -> Outcome:
+    """Run export.py on `request` in `workdir` (made empty and private to the child). `slot` tells apart
+    children that run at the same time."""
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(EXPORT_SCRIPT, workdir / "export.py")
-    (workdir / "request.json").write_text(json.dumps({**request, "out": str(workdir)}))
+    python, site_dirs = sys.executable, []
     drop = None
-    if os.geteuid() == 0:
-        drop = _drop_to("nobody")
+    if os.geteuid() == 0 and child_interpreter():
+        python, site_dirs = child_interpreter()
+        drop = (CHILD_UID_BASE + slot, CHILD_UID_BASE + slot)
         os.chown(workdir, *drop)
+    (workdir / "request.json").write_text(json.dumps({**request, "out": str(workdir), "path": site_dirs}))
+    if drop:
         for p in workdir.iterdir():
             os.chown(p, *drop)
     env = {
@@ -125,7 +174,7 @@ def run_export(request: dict, workdir: Path, limits: Limits = Limits()) -> Outco
     }
     started = time.monotonic()
     child = subprocess.Popen(
-        [sys.executable, "-I", "export.py", "request.json"], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+        [python, "-I", "export.py", "request.json"], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_preexec(limits, drop), close_fds=True)
     out, err = _Capture(child.stdout, limits.output_bytes), _Capture(child.stderr, limits.output_bytes)
     timed_out = False
@@ -139,10 +188,11 @@ def run_export(request: dict, workdir: Path, limits: Limits = Limits()) -> Outco
         except ProcessLookupError:
             pass
         child.wait()
+        if drop:
+            _kill_all_of(drop[0])  # whatever it left running, in a session of its own or not
     out.join(5)
     err.join(5)
-    return Outcome(child.returncode, timed_out, time.monotonic() - started, out.text(), err.text(),
-                   isolation_available())
+    return Outcome(child.returncode, timed_out, time.monotonic() - started, out.text(), err.text())
 
 
 def read_plain_file(path: Path, limit: int) -> bytes:

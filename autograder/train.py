@@ -82,15 +82,16 @@ def training_run(model, root, budget: Budget, device: str) -> dict:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+    held_out = min(budget.held_out, len(xt))
     correct = 0
     with torch.no_grad():  # batch statistics (train-mode batch norm) on held-out batches of 200
-        for i in range(0, budget.held_out, 200):
-            logits = model(xt[i:i + 200].to(device))
-            correct += (logits.argmax(dim=1).cpu() == yt[i:i + 200]).sum().item()
+        for i in range(0, held_out, 200):
+            logits = model(xt[i:min(i + 200, held_out)].to(device))
+            correct += (logits.argmax(dim=1).cpu() == yt[i:min(i + 200, held_out)]).sum().item()
     window = max(budget.steps // 6, 1)
     return {
         "first_loss": sum(losses[:window]) / window, "last_loss": sum(losses[-window:]) / window,
-        "accuracy": correct / min(budget.held_out, len(xt)), "chance": 1 / len(budget.classes),
+        "accuracy": correct / held_out, "held_out": held_out, "chance": 1 / len(budget.classes),
         "gradient_gaps": gaps, "device": device, "budget": asdict(budget), "data": describe(root),
         "synthetic": is_synthetic(root),
     }

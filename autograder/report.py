@@ -1,0 +1,117 @@
+"""Report: each student's results as they finish (atomically), and the class's files at the end.
+
+Per student: results/<student>.json (Gradescope's results.json), feedback/<student>.md (every check with its
+points and message), state/<student>.json (everything, written last: its presence means "done"). For the class:
+grades.csv and summary.json, rebuilt from the state files, so an interrupted run still reports what finished.
+"""
+import csv
+import io
+import json
+import os
+import re
+import statistics
+import tempfile
+from pathlib import Path
+
+from .grade import StudentResult
+
+
+def safe_name(student: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", student).lstrip(".") or "student"
+
+
+def write_atomically(path: Path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def status(result: StudentResult) -> str:
+    if not result.cause:
+        return "graded"
+    return f"not graded ({result.cause.split(':', 1)[0]})" if result.score == 0 else \
+        f"partly graded ({result.cause.split(':', 1)[0]})"
+
+
+def gradescope(result: StudentResult) -> dict:
+    output = f"Data for the training run: {result.data}."
+    if result.cause:
+        output = f"Could not be graded in full: {result.cause}\n{output}"
+    return {
+        "score": result.score, "execution_time": round(sum(result.timings.values()), 2), "output": output,
+        "visibility": "visible", "stdout_visibility": "hidden",
+        "tests": [{"name": r.title, "number": str(i), "score": r.score, "max_score": r.max_score,
+                   "status": "passed" if r.passed else "failed", "output": r.message, "visibility": "visible",
+                   "tags": [r.name]} for i, r in enumerate(result.results, start=1)],
+    }
+
+
+def feedback(result: StudentResult, assignment: str) -> str:
+    lines = [f"# {assignment}: feedback for {result.student}", "",
+             f"**Score: {result.score:g} / {result.max_score:g}**", "",
+             f"Graded file: `{Path(result.source).name}`. Training run data: {result.data}.", ""]
+    if result.cause:
+        lines += [f"> Could not be graded in full: {result.cause}", ""]
+    if result.notes:
+        lines += ["Skipped while reading your definitions:", *[f"- {n}" for n in result.notes], ""]
+    lines += ["| check | points | result |", "|---|---|---|"]
+    lines += [f"| {r.title} | {r.score:g} / {r.max_score:g} | {'passed' if r.passed else 'failed'} |"
+              for r in result.results]
+    lines.append("")
+    for r in result.results:
+        lines += [f"### {'✔' if r.passed else '✘'} {r.title} ({r.score:g} / {r.max_score:g})", "", r.message, ""]
+    return "\n".join(lines)
+
+
+def write_student(out: Path, result: StudentResult, assignment: str):
+    name = safe_name(result.student)
+    write_atomically(out / "results" / f"{name}.json", json.dumps(gradescope(result), indent=1))
+    write_atomically(out / "feedback" / f"{name}.md", feedback(result, assignment))
+    write_atomically(out / "state" / f"{name}.json", json.dumps(result.to_json(), indent=1))
+
+
+def done(out: Path, student: str) -> bool:
+    return (out / "state" / f"{safe_name(student)}.json").exists()
+
+
+def finished(out: Path) -> list:
+    return [StudentResult.from_json(json.loads(p.read_text())) for p in sorted((out / "state").glob("*.json"))]
+
+
+def write_class(out: Path, assignment: str, columns: list, extra: dict) -> list:
+    """grades.csv and summary.json from every finished student; returns the results."""
+    results = finished(out)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["student", *[c[0] for c in columns], "score", "max_score", "status"])
+    for r in results:
+        scores = {c.name: c.score for c in r.results}
+        writer.writerow([r.student, *[f"{scores.get(c[0], 0):g}" for c in columns], f"{r.score:g}",
+                         f"{r.max_score:g}", status(r)])
+    write_atomically(out / "grades.csv", buffer.getvalue())
+    scores = [r.score for r in results]
+    summary = {
+        "assignment": assignment, "students": len(results),
+        "max_score": sum(c[2] for c in columns),
+        "mean": round(statistics.mean(scores), 2) if scores else None,
+        "median": statistics.median(scores) if scores else None,
+        "checks": {c[0]: {"title": c[1], "points": c[2],
+                          "passed": sum(any(x.name == c[0] and x.passed for x in r.results) for r in results)}
+                   for c in columns},
+        "results": [{"student": r.student, "score": r.score, "status": status(r), "cause": r.cause}
+                    for r in results],
+        **extra,
+    }
+    write_atomically(out / "summary.json", json.dumps(summary, indent=1))
+    return results
+
+
+def table(results: list, max_score) -> str:
+    width = max([len(r.student) for r in results] + [7])
+    rows = [f"{'student':<{width}}  {'score':>9}  failed  status"]
+    for r in results:
+        failed = sum(not c.passed for c in r.results)
+        rows.append(f"{r.student:<{width}}  {r.score:>4g}/{max_score:<4g}  {failed:>6}  {status(r)}")
+    return "\n".join(rows)
