@@ -4,10 +4,13 @@ PY := $(VENV)/bin/python
 # nbgrader shells out to alembic, which lives in the venv's bin.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test release check-release data clean
+.PHONY: demo reference-run test bench release check-release data clean
 
 demo: $(VENV)/.ready
 	$(PY) -m autograder.demo
+
+reference-run: $(VENV)/.ready
+	$(PY) -m autograder.demo --notebook
 
 # pytest exits 5 when it collected no tests: say so, and fail.
 test: $(VENV)/.ready

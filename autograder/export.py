@@ -107,8 +107,9 @@ def define(chunks):
     return module, notes
 
 
-def failure(stage, exc) -> dict:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith("export.py")]
+def failure(stage, exc, labels) -> dict:
+    """The error as plain data, located at the student's own last line (a cell or file label), if any."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in labels]
     where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
     return {"stage": stage, "error": type(exc).__name__, "message": f"{exc}"[:2000] + where}
 
@@ -120,6 +121,7 @@ def main(request_path):
 
     out = Path(request["out"])
     module, notes = define(request["chunks"])
+    labels = {chunk["label"] for chunk in request["chunks"]}
     (out / "definitions.json").write_text(json.dumps({"notes": notes}))
     for spec in request["models"]:
         name = spec["name"]
@@ -132,7 +134,7 @@ def main(request_path):
             graph, tensors = export_model(model, inputs, train=spec.get("train", True))
             save(name, graph, tensors, out)
         except BaseException as exc:  # noqa: BLE001
-            (out / f"{name}.error.json").write_text(json.dumps(failure(stage, exc)))
+            (out / f"{name}.error.json").write_text(json.dumps(failure(stage, exc, labels)))
 
 
 if __name__ == "__main__":

@@ -76,14 +76,15 @@ def call_of(spec):
 
 def _reason(spec, error: dict, notes: list) -> str:
     call = call_of(spec)
-    if error["error"] == "MemoryError":
+    if error["error"] == "MemoryError" or "can't allocate memory" in error["message"]:
         return f"{call}: memory: building it asked for more memory than the grader allows"
     if error["error"] == "AttributeError" and f"no attribute '{spec['build']}'" in error["message"]:
         why = f" (perhaps because {notes[0]})" if notes else ""
         return (f"missing name: the submission defines no {spec['build']}{why}. The autograder reads only "
                 "definitions (imports, functions, classes, constants): keep the name and signature as given.")
     done = {"build": "built", "export": "exported"}.get(error["stage"], error["stage"])
-    return f"{call} could not be {done}: {error['error']}: {error['message']}"
+    return (f"{call} could not be {done}: {error['error']}: {error['message']}. Next step: run the notebook's "
+            "sanity checks on it; the error names the call or the shapes that do not fit.")
 
 
 def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits: sandbox.Limits, slot=1):

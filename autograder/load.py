@@ -94,12 +94,16 @@ def from_notebook(path: Path) -> Definitions:
     import nbformat
 
     text = _text(path)
+    advice = "Re-download it from Jupyter (File > Download) and submit that file."
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LoadError(f"{path.name} is not a valid notebook (line {exc.lineno}, column {exc.colno}: {exc.msg}). "
+                        f"{advice}") from None
     try:
         nb = nbformat.reads(text, as_version=4)
-    except Exception as exc:  # nbformat raises several kinds for JSON and schema trouble
-        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
-        raise LoadError(f"{path.name} is not a valid notebook{where}: {type(exc).__name__}. Re-download it from "
-                        "Jupyter (File > Download) and submit that file.") from None
+    except Exception as exc:  # nbformat raises several kinds for schema trouble
+        raise LoadError(f"{path.name} is not a valid notebook ({type(exc).__name__}). {advice}") from None
     result = Definitions([])
     for index, cell in enumerate(nb.cells, start=1):
         if cell.cell_type != "code":
