@@ -62,7 +62,7 @@ def test_notebook_magics_and_broken_cells(tmp_path):
 @pytest.mark.parametrize("name, content, message", [
     ("a.py", b"", "is empty"),
     ("a.py", b"\xff\xfe\x00junk", "not a text file"),
-    ("a.ipynb", b"{not json", "not a valid notebook (line 1, column 2)"),
+    ("a.ipynb", b"{not json", "not a valid notebook (line 1, column 2: Expecting property name"),
     ("a.py", b"def f(:\n", "syntax error at line 1"),
     ("a.txt", b"hello", "submit a .ipynb notebook or a .py file"),
 ])
