@@ -31,8 +31,8 @@ BAD = {  # file name: contents
     "syntax_error.py": REFERENCE.replace("class ResidualBlock(nn.Module):", "class ResidualBlock(nn.Module)"),
     "endless_loop.py": WITH_CLASS_BODY.format(indented("while True:\n    pass")),
     "huge_allocation.py": REFERENCE.replace(
-        "        super().__init__()\n        ### BEGIN SOLUTION\n        self.layer1",
-        "        super().__init__()\n        self.hog = torch.zeros(1 << 40)\n        ### BEGIN SOLUTION\n        self.layer1"),
+        "        self.fc = nn.Linear(1024, num_classes)\n",
+        "        self.hog = torch.zeros(1 << 40)  # 4 TB\n        self.fc = nn.Linear(1024, num_classes)\n"),
     "exit_at_top_level.py": REFERENCE + "\nimport sys, os\nsys.exit(3)\nos._exit(4)\n",
     "exit_in_class_body.py": WITH_CLASS_BODY.format(indented("import os\nos._exit(4)")),
     "floods_output.py": WITH_CLASS_BODY.format(indented("for _ in range(50):\n    print('x' * 1_000_000)")),
@@ -74,6 +74,10 @@ EXPECTED = {  # student: (score, cause prefix or None)
     "zipped_alice": (120, None),
     "zipped_bob": (0, None),
 }
+
+
+def test_every_crafted_submission_differs_from_the_reference():
+    assert all(content != REFERENCE for content in BAD.values())
 
 
 @pytest.fixture(scope="module")
