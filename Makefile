@@ -18,10 +18,16 @@ test: $(VENV)/.ready
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure here."; fi; \
 	exit $$status
 
+bench: $(VENV)/.ready
+	$(PY) bench/grade_copies.py --copies 4
+
 release: $(VENV)/.ready
 	$(PY) -m autograder.release
 
-check-release: $(VENV)/.ready
+check-bench: $(VENV)/.ready
+	$(PY) bench/grade_copies.py --copies 4
+
+release: $(VENV)/.ready
 	$(PY) -m autograder.release --check
 
 data: $(VENV)/.ready
