@@ -43,6 +43,7 @@ class Graded:
     """What the checks see of one submission."""
     models: dict  # export name -> Rebuilt, or the reason it is unavailable (str)
     training: object = None  # () -> the training run's result (dict), run once on first call
+    reference: "Graded" = None  # the reference solution's Graded, for counts and shapes to compare with
     reference_training: dict = None
     found: list = field(default_factory=list)  # what the running check noticed, for its feedback
 
@@ -93,7 +94,9 @@ def run_checks(checks_file: Path, graded: Graded) -> list:
     args = [str(checks_file), "-q", "-p", "no:cacheprovider", "--assert=plain", "--tb=no", "--import-mode=importlib",
             "-o", "python_files=*.py", "-o", "addopts=", "-W", "ignore", "--rootdir", str(checks_file.parent)]
     with contextlib.redirect_stdout(io.StringIO()):
-        pytest.main(args, plugins=[plugin])
+        code = pytest.main(args, plugins=[plugin])
+    if code == pytest.ExitCode.INTERRUPTED:  # pytest swallows Ctrl-C; the batch must see it
+        raise KeyboardInterrupt
     return plugin.results
 
 

@@ -6,6 +6,7 @@ autograde --assignment resnet50_cifar10 --out OUT [--jobs N] [--device auto|cpu|
 import argparse
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from . import report, sandbox
 from .assignments import ASSIGNMENTS
+from .check import Result
 from .grade import StudentResult, grade, prepare
 from .load import find_submissions
 
@@ -33,7 +35,6 @@ def _grade_one(task):
         return grade(student, Path(path), _CONTEXT, Path(scratch), slot=identity[0] if identity else 0)
     except Exception as exc:  # noqa: BLE001 - a grader bug must not stop the batch
         columns = _CONTEXT.checklist.columns()
-        from .check import Result
         return StudentResult(student, str(path), [Result(n, t, 0, p, False, "not run: internal grader error")
                                                   for n, t, p in columns],
                              cause=f"internal: the grader failed on this submission ({type(exc).__name__}: "
@@ -121,7 +122,6 @@ def main(argv=None):
             pool.terminate()
         extra["seconds"] = round(time.monotonic() - started, 1)
         results = report.write_class(out, assignment.name, columns, extra)
-        import shutil
         shutil.rmtree(scratch, ignore_errors=True)
     print(report.table(results, sum(c[2] for c in columns)))
     print(f"\n{len(results)} student(s) in {out}/grades.csv; feedback in {out}/feedback/, Gradescope results in "

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from . import rebuild, sandbox
 from .check import Graded, Result, collect_checks, run_checks
+from .data import describe
 from .load import LoadError, definitions, pick_file
-from .train import BUDGETS, training_run
+from .train import BUDGETS, resolve_data, training_run
 
 MAX_GRAPH_BYTES = 32 << 20
 MAX_WEIGHT_BYTES = 512 << 20
@@ -171,8 +172,8 @@ def grade(student: str, path: Path, context: Context, scratch: Path, slot: int =
     if cause and all(isinstance(m, str) for m in models.values()):
         models = {spec["name"]: cause for spec in context.checklist.exports}
     training_model = models.get(context.checklist.training_model)
-    graded = Graded(models, reference_training=context.reference.reference_training)
-    graded.reference = context.reference
+    graded = Graded(models, reference=context.reference,
+                    reference_training=context.reference.reference_training)
     if not isinstance(training_model, str) and training_model is not None:
         graded.training = train_lazily(training_model, context, timings)
     else:
@@ -185,8 +186,6 @@ def grade(student: str, path: Path, context: Context, scratch: Path, slot: int =
 
 def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits=sandbox.Limits()) -> Context:
     """The run's context: the reference solution exported, rebuilt and trained once (training cached on disk)."""
-    from .train import resolve_data
-
     checklist = Checklist.of(assignment)
     root = resolve_data(data_dir, cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +198,6 @@ def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits
     if cause or broken:
         raise RuntimeError(f"the reference solution does not export cleanly: {cause or broken}")
     budget = BUDGETS[device]
-    from .data import describe
     key = json.dumps([assignment.name, asdict(budget), device, describe(root)], sort_keys=True)
     cached = cache_dir / "reference-training.json"
     ref_training = None

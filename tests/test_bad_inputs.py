@@ -36,6 +36,8 @@ BAD = {  # file name: contents
     "exit_at_top_level.py": REFERENCE + "\nimport sys, os\nsys.exit(3)\nos._exit(4)\n",
     "exit_in_class_body.py": WITH_CLASS_BODY.format(indented("import os\nos._exit(4)")),
     "floods_output.py": WITH_CLASS_BODY.format(indented("for _ in range(50):\n    print('x' * 1_000_000)")),
+    "renamed_class.py": REFERENCE.replace("class ResNet50_layer4(nn.Module):", "class ResNet50(nn.Module):"),
+    "colab_import.py": "from google.colab import drive\n" + REFERENCE,
     # the honest twin is wrong_num_classes (110): tampering must not raise that
     "tamper.py": (SAMPLES / "wrong_num_classes.py").read_text() + "\n" + """
 import glob, json, os, torch
@@ -71,6 +73,9 @@ EXPECTED = {  # student: (score, cause prefix or None)
     "floods_output": (120, None),
     "tamper": (110, None),
     "reference": (120, None),
+    "renamed_class": (40, None),  # the blocks are graded; the net's checks say "missing name"
+    "colab_import": (120, None),  # a module the grader lacks is a note, not a zero
+    "endless_training": (120, None),  # correct definitions beside a training loop that never ends
     "zipped_alice": (120, None),
     "zipped_bob": (0, None),
 }
@@ -86,6 +91,9 @@ def batch(tmp_path_factory):
     for name, content in BAD.items():
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     (folder / "reference.py").write_text(REFERENCE)
+    notebook = nbformat.read(str(SAMPLES / "reference_notebook.ipynb"), as_version=4)
+    notebook.cells.append(new_code_cell("while True:\n    histories = {name: train(name, VGG16())}"))
+    nbformat.write(notebook, str(folder / "endless_training.ipynb"))
     with zipfile.ZipFile(folder / "class.zip", "w") as z:  # a zip of one folder per student
         z.write(SAMPLES / "reference_notebook.ipynb", "zipped_alice/resnet50_cifar10.ipynb")
         z.write(SAMPLES / "release.py", "zipped_bob/resnet50_skeleton.py")
@@ -125,6 +133,13 @@ def test_memory_is_named_where_it_ran_out(batch):
     messages = {r["name"]: r["message"] for r in state(batch[0], "huge_allocation")["results"]}
     assert messages["stem"].startswith("ResNet50_layer4(num_classes=10): memory")
     assert all(messages[n] == "ok" or "stride" in messages[n] for n in ("block_down_output_shape", "block_down_stride"))
+
+
+def test_a_missing_name_and_an_unavailable_import_are_explained(batch):
+    messages = {r["name"]: r["message"] for r in state(batch[0], "renamed_class")["results"]}
+    assert messages["stem"].startswith("missing name: the submission defines no ResNet50_layer4")
+    notes = state(batch[0], "colab_import")["notes"]
+    assert notes == ["colab_import.py, line 1: ModuleNotFoundError: No module named 'google'"]
 
 
 def test_timeout_and_exit_causes_reach_the_feedback(batch):

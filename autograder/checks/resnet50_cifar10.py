@@ -211,8 +211,9 @@ def _stage(submission, stage):
 
 @pytest.mark.points(5)
 def test_layer2(submission):
-    """layer2: three blocks 64 -> 256 (middle 64), only the last halves H and W"""
+    """layer2: three blocks 64 -> 256 (middle 64), only the last halves H and W; the shape after each"""
     _stage(submission, "layer2")
+    _block_shapes(submission, "layer2")
 
 
 @pytest.mark.points(5)
