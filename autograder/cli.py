@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -34,11 +33,13 @@ def _grade_one(task):
     try:
         return grade(student, Path(path), _CONTEXT, Path(scratch), slot=identity[0] if identity else 0)
     except Exception as exc:  # noqa: BLE001 - a grader bug must not stop the batch
+        # the traceback is for the instructor's terminal only: feedback never shows grader code
+        print(f"\ninternal error grading {student}:\n{traceback.format_exc()}", file=sys.stderr)
         columns = _CONTEXT.checklist.columns()
         return StudentResult(student, str(path), [Result(n, t, 0, p, False, "not run: internal grader error")
                                                   for n, t, p in columns],
-                             cause=f"internal: the grader failed on this submission ({type(exc).__name__}: "
-                                   f"{exc}); please report it", notes=[traceback.format_exc(limit=3)])
+                             cause=f"internal: the grader failed on this submission ({type(exc).__name__}); "
+                                   "your instructor has the details")
 
 
 def unique(submissions):
@@ -82,8 +83,7 @@ def main(argv=None):
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     sandbox.protect([out, Path(__file__).with_name("checks"), assignment.reference_module.parent])
-    scratch = Path(tempfile.mkdtemp(prefix="autograde-"))
-    os.chmod(scratch, 0o755)  # the sandboxed child, when it runs as nobody, must reach its own dir
+    scratch = sandbox.scratch_dir()
     started = time.monotonic()
     jobs = max(1, args.jobs)
     limits = sandbox.Limits(timeout_s=args.timeout, threads=max(1, (os.cpu_count() or 2) // jobs))

@@ -78,7 +78,7 @@ def call_of(spec):
 def _reason(spec, error: dict, notes: list) -> str:
     call = call_of(spec)
     if error["error"] == "MemoryError" or "can't allocate memory" in error["message"]:
-        return f"{call}: memory: building it asked for more memory than the grader allows"
+        return f"memory: building {call} asked for more memory than the grader allows"
     if error["error"] == "AttributeError" and f"no attribute '{spec['build']}'" in error["message"]:
         why = f" (perhaps because {notes[0]})" if notes else ""
         return (f"missing name: the submission defines no {spec['build']}{why}. The autograder reads only "
@@ -128,9 +128,8 @@ def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits
         except (OSError, ValueError) as exc:  # RebuildError is a ValueError
             models[name] = f"{call_of(spec)}: {exc}"
     timings["rebuild"] = time.monotonic() - started
-    cause = outcome.cause
-    if not cause and all(isinstance(m, str) and "memory:" in m for m in models.values()):
-        cause = "memory: the code asked for more memory than the grader allows"
+    named = [m for m in models.values() if isinstance(m, str) and m.startswith(("memory:", "missing name:"))]
+    cause = outcome.cause or (named[0] if named else None)  # the student's one message, when one names it
     return models, notes, cause, timings
 
 

@@ -11,6 +11,7 @@ grader makes its hidden checks, the solutions and the output folder so), and get
 says so.
 """
 import ctypes
+import functools
 import json
 import os
 import resource
@@ -19,6 +20,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -106,16 +108,28 @@ def _reachable_by_others(path) -> bool:
     return dirs_ok and bool(mode & stat.S_IROTH) and (path.is_dir() or bool(mode & stat.S_IXOTH))
 
 
+@functools.lru_cache(maxsize=None)
+def network_can_be_cut() -> bool:
+    """Whether this machine lets the grader give a child a network namespace of its own (probed once)."""
+    if os.geteuid() != 0:
+        return False
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) == 0 else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+@functools.lru_cache(maxsize=None)
 def child_interpreter():
     """(python, extra sys.path) for the child when it drops privileges, or None if no interpreter of this
     Python version is reachable by an unprivileged user (e.g. pyenv's under /root)."""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    site_dirs = [d for d in sys.path if d.endswith("site-packages") and Path(d).is_dir()]
+    site_dirs = tuple(d for d in sys.path if d.endswith("site-packages") and Path(d).is_dir())
     if not all(_reachable_by_others(d) for d in site_dirs):
         return None
     for candidate in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")):
         if candidate and _reachable_by_others(candidate):
-            return candidate, site_dirs
+            return candidate, list(site_dirs)
     return None
 
 
@@ -126,7 +140,15 @@ def isolation() -> list:
         return modes + ["runs as the grader's own user: it can read what that user can read"]
     if child_interpreter() is None:
         return modes + ["WARNING: runs as root, since no Python interpreter is reachable by an unprivileged user"]
-    return modes + ["own unprivileged uid", "no network"]
+    return modes + ["own unprivileged uid", "no network" if network_can_be_cut() else
+                    "network NOT blocked: this machine refused a network namespace"]
+
+
+def scratch_dir() -> Path:
+    """A fresh dir for the children's working dirs: traversable (not listable) by their uids."""
+    path = Path(tempfile.mkdtemp(prefix="autograde-"))
+    os.chmod(path, 0o711)
+    return path
 
 
 def protect(paths):
@@ -144,8 +166,8 @@ def _preexec(limits: Limits, drop):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
         if drop:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.unshare(CLONE_NEWNET)  # best effort; checked by the caller's isolation list
+            if network_can_be_cut() and ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
+                os._exit(70)  # promised no network and could not keep the promise: run nothing
             uid, gid = drop
             os.setgroups([])
             os.setgid(gid)
@@ -162,6 +184,9 @@ def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: in
     drop = None
     if os.geteuid() == 0 and child_interpreter():
         python, site_dirs = child_interpreter()
+        network_can_be_cut()  # probed here, before the child's preexec needs the answer
+        if not all(os.stat(d).st_mode & stat.S_IXOTH for d in workdir.resolve().parents):
+            raise RuntimeError(f"{workdir} is not reachable by an unprivileged uid: make it in sandbox.scratch_dir()")
         drop = (CHILD_UID_BASE + slot, CHILD_UID_BASE + slot)
         os.chown(workdir, *drop)
     (workdir / "request.json").write_text(json.dumps({**request, "out": str(workdir), "path": site_dirs}))

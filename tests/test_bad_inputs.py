@@ -67,13 +67,13 @@ EXPECTED = {  # student: (score, cause prefix or None)
     "binary_junk": (0, "load: binary_junk.ipynb is not a text file"),
     "syntax_error": (0, "load: syntax_error.py has a syntax error at line"),
     "endless_loop": (0, "timeout"),
-    "huge_allocation": (40, None),  # the blocks are graded; the net's checks say "memory"
+    "huge_allocation": (40, "memory: building ResNet50_layer4"),  # the blocks are still graded
     "exit_at_top_level": (120, None),  # top-level statements are never run
     "exit_in_class_body": (0, "exit"),
     "floods_output": (120, None),
     "tamper": (110, None),
     "reference": (120, None),
-    "renamed_class": (40, None),  # the blocks are graded; the net's checks say "missing name"
+    "renamed_class": (40, "missing name: the submission defines no ResNet50_layer4"),  # blocks still graded
     "colab_import": (120, None),  # a module the grader lacks is a note, not a zero
     "endless_training": (120, None),  # correct definitions beside a training loop that never ends
     "zipped_alice": (120, None),
@@ -131,7 +131,7 @@ def test_syntax_error_names_the_line(batch):
 
 def test_memory_is_named_where_it_ran_out(batch):
     messages = {r["name"]: r["message"] for r in state(batch[0], "huge_allocation")["results"]}
-    assert messages["stem"].startswith("ResNet50_layer4(num_classes=10): memory")
+    assert messages["stem"].startswith("memory: building ResNet50_layer4(num_classes=10) asked for more memory")
     assert all(messages[n] == "ok" or "stride" in messages[n] for n in ("block_down_output_shape", "block_down_stride"))
 
 
@@ -153,6 +153,13 @@ def test_tampering_changed_nothing_outside_its_sandbox(batch):
     assert json.loads((out / "results" / "reference.json").read_text())["score"] == 120
     assert all(json.loads(p.read_text())["score"] != 999 for p in (out / "results").iterdir())
     assert not (out / "escape.py").exists() and not (out.parent / "escape.py").exists()
+
+
+def test_a_partly_graded_submission_says_so_in_the_class_files(batch):
+    out, _ = batch
+    rows = (out / "grades.csv").read_text().splitlines()
+    assert [r for r in rows if r.startswith("huge_allocation,")][0].endswith(",40,120,partly graded (memory)")
+    assert [r for r in rows if r.startswith("endless_loop,")][0].endswith(",0,120,not graded (timeout)")
 
 
 def test_the_batch_finished_with_every_student(batch):
