@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from autograder import cli
+from autograder import cli, sandbox
 from autograder.assignments import ROOT
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
@@ -148,6 +148,8 @@ def test_timeout_and_exit_causes_reach_the_feedback(batch):
     assert "exit" in json.loads((out / "results" / "exit_in_class_body.json").read_text())["output"]
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or sandbox.child_interpreter() is None,
+                    reason="as an ordinary user the child can write wherever that user can (README, isolation)")
 def test_tampering_changed_nothing_outside_its_sandbox(batch):
     out, _ = batch
     assert json.loads((out / "results" / "reference.json").read_text())["score"] == 120
