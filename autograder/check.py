@@ -57,16 +57,29 @@ class Graded:
         self.found.append(text)
 
 
-class _Plugin:
+def _pytest_args(checks_file: Path) -> list:
+    return [str(checks_file), "-q", "-p", "no:cacheprovider", "--import-mode=importlib", "-o", "python_files=*.py",
+            "-o", "addopts=", "--rootdir", str(checks_file.parent)]
+
+
+def _describe(item):
+    """(name, title, points) of a check: its name without test_, its docstring's first line, its marker."""
+    return (item.name.removeprefix("test_"), (item.obj.__doc__ or item.name).strip().splitlines()[0],
+            item.get_closest_marker("points").args[0])
+
+
+class _Markers:
+    def pytest_configure(self, config):
+        config.addinivalue_line("markers", "points(n): what the check is worth")
+
+
+class _Plugin(_Markers):
     def __init__(self, graded):
         self.graded, self.results = graded, []
 
     @pytest.fixture
     def submission(self):
         return self.graded
-
-    def pytest_configure(self, config):
-        config.addinivalue_line("markers", "points(n): what the check is worth")
 
     def pytest_runtest_setup(self, item):
         self.graded.found = []
@@ -75,7 +88,7 @@ class _Plugin:
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
         if report.when == "call" or (report.when == "setup" and report.failed):
-            points = item.get_closest_marker("points").args[0]
+            name, title, points = _describe(item)
             exc = call.excinfo.value if call.excinfo else None
             if exc is None:
                 message = "; ".join(self.graded.found) or "ok"
@@ -84,15 +97,12 @@ class _Plugin:
             else:  # the student's model raised while the check ran it
                 message = (f"running your model raised {type(exc).__name__}: {str(exc)[:500]}. Next step: run "
                            "the notebook's sanity checks and fix the shape or argument the error names.")
-            title = (item.obj.__doc__ or item.name).strip().splitlines()[0]
-            self.results.append(Result(item.name.removeprefix("test_"), title, points if exc is None else 0,
-                                       points, exc is None, message))
+            self.results.append(Result(name, title, points if exc is None else 0, points, exc is None, message))
 
 
 def run_checks(checks_file: Path, graded: Graded) -> list:
     plugin = _Plugin(graded)
-    args = [str(checks_file), "-q", "-p", "no:cacheprovider", "--assert=plain", "--tb=no", "--import-mode=importlib",
-            "-o", "python_files=*.py", "-o", "addopts=", "-W", "ignore", "--rootdir", str(checks_file.parent)]
+    args = _pytest_args(checks_file) + ["--assert=plain", "--tb=no", "-W", "ignore"]
     with contextlib.redirect_stdout(io.StringIO()):
         code = pytest.main(args, plugins=[plugin])
     if code == pytest.ExitCode.INTERRUPTED:  # pytest swallows Ctrl-C; the batch must see it
@@ -101,22 +111,15 @@ def run_checks(checks_file: Path, graded: Graded) -> list:
 
 
 def collect_checks(checks_file: Path) -> list:
-    """(name, points) of every check, without running any: the columns of grades.csv and the zero rows of a
-    submission that could not be graded at all."""
-    class Lister:
-        def __init__(self):
-            self.items = []
-
-        def pytest_configure(self, config):
-            config.addinivalue_line("markers", "points(n): what the check is worth")
+    """(name, title, points) of every check, without running any: the columns of grades.csv and the zero rows of
+    a submission that could not be graded at all."""
+    class Lister(_Markers):
+        items = []
 
         def pytest_collection_modifyitems(self, items):
-            self.items = [(i.name.removeprefix("test_"), (i.obj.__doc__ or i.name).strip().splitlines()[0],
-                           i.get_closest_marker("points").args[0]) for i in items]
+            self.items = [_describe(i) for i in items]
 
     lister = Lister()
     with contextlib.redirect_stdout(io.StringIO()):
-        pytest.main([str(checks_file), "-q", "--collect-only", "-p", "no:cacheprovider", "--import-mode=importlib",
-                     "-o", "python_files=*.py", "-o", "addopts=", "--rootdir", str(checks_file.parent)],
-                    plugins=[lister])
+        pytest.main(_pytest_args(checks_file) + ["--collect-only"], plugins=[lister])
     return lister.items

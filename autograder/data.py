@@ -24,13 +24,17 @@ CLASSES = [
 ]
 
 
+def is_synthetic(root) -> bool:
+    return (Path(root) / FOLDER / MANIFEST).exists()
+
+
 def open_cifar10(root, train, transform=None, download=False):
     """torchvision's CIFAR10 at `root`. On the kit's synthetic set the same reader runs with the set's own md5
     table (from its manifest), since the real set's checksums cannot match made-up files."""
     from torchvision.datasets import CIFAR10
 
-    manifest = Path(root) / FOLDER / MANIFEST
-    if manifest.exists():
+    if is_synthetic(root):
+        manifest = Path(root) / FOLDER / MANIFEST
         reader = type("SyntheticCIFAR10", (CIFAR10,), json.loads(manifest.read_text())["checksums"])
         return reader(root, train=train, transform=transform, download=False)
     return CIFAR10(root, train=train, transform=transform, download=download)
@@ -38,10 +42,9 @@ def open_cifar10(root, train, transform=None, download=False):
 
 def describe(root) -> str:
     """One line saying which data lives at `root`, for every log, plot and report that uses it."""
-    manifest = Path(root) / FOLDER / MANIFEST
-    if not manifest.exists():
+    if not is_synthetic(root):
         return f"CIFAR-10 at {root}"
-    m = json.loads(manifest.read_text())
+    m = json.loads((Path(root) / FOLDER / MANIFEST).read_text())
     return f"synthetic CIFAR-10-format set at {root} ({m['train']} train / {m['test']} test images, seed {m['seed']})"
 
 

@@ -160,12 +160,11 @@ class Rebuilt(nn.Module):
 
     def convolutions(self):
         """[(module path, weight shape (out, in, kh, kw), stride)] of every conv the graph runs, in order."""
-        weights = {spec["name"]: spec["target"] for spec in self.graph["inputs"]}
         found = []
         for node in self.graph["nodes"]:
             if node["op"] == "aten.conv2d.default":
                 args = node["args"]
-                weight = self.get_parameter(weights[args[1]["ref"]])
+                weight = self.get_parameter(self._state[args[1]["ref"]])
                 stride = args[3] if len(args) > 3 else node["kwargs"].get("stride", [1, 1])
                 stride = tuple(stride) if isinstance(stride, list) else (stride, stride)
                 found.append((node["module"], tuple(weight.shape), stride))

@@ -31,8 +31,8 @@ def write_atomically(path: Path, text: str):
 def status(result: StudentResult) -> str:
     if not result.cause:
         return "graded"
-    return f"not graded ({result.cause.split(':', 1)[0]})" if result.score == 0 else \
-        f"partly graded ({result.cause.split(':', 1)[0]})"
+    kind = result.cause.split(":", 1)[0]
+    return f"not graded ({kind})" if result.score == 0 else f"partly graded ({kind})"
 
 
 def gradescope(result: StudentResult) -> dict:

