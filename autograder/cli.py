@@ -7,6 +7,7 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -21,6 +22,16 @@ from .grade import StudentResult, grade, prepare
 from .load import find_submissions
 
 _CONTEXT = None  # the run's context, inherited by forked workers
+_INTERRUPTED = False
+
+
+def _on_ctrl_c(signum, frame):
+    """Ctrl-C raises KeyboardInterrupt at once, and is also remembered: one that lands where Python drops the
+    exception (inside the at-fork handlers that each sandbox run goes through) still stops the batch after the
+    student in hand."""
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    raise KeyboardInterrupt
 
 
 def _grade_one(task):
@@ -89,6 +100,7 @@ def main(argv=None):
     limits = sandbox.Limits(timeout_s=args.timeout, threads=max(1, (os.cpu_count() or 2) // jobs))
 
     global _CONTEXT
+    signal.signal(signal.SIGINT, _on_ctrl_c)
     print(f"autograde {assignment.name}: preparing the reference (export, rebuild, training run on {device})",
           file=sys.stderr)
     _CONTEXT = prepare(assignment, args.data_dir, device, out / ".cache", scratch, limits)
@@ -114,6 +126,8 @@ def main(argv=None):
             for result in finished:
                 report.write_student(out, result, assignment.name)
                 bar.update()
+                if _INTERRUPTED:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         print("\ninterrupted: every finished student's results are on disk", file=sys.stderr)
         return 130

@@ -10,7 +10,6 @@ grader makes its hidden checks, the solutions and the output folder so), and get
 (no network). Run as an ordinary user, the child is that user: it could read what that user can read. The README
 says so.
 """
-import contextlib
 import ctypes
 import functools
 import json
@@ -86,22 +85,9 @@ class _Capture(threading.Thread):
 CHILD_UID_BASE = 61000
 
 
-@contextlib.contextmanager
-def _sigint_held():
-    """Hold Ctrl-C pending across a fork: raised inside the at-fork handlers that Python runs (logging's lock,
-    say), KeyboardInterrupt is reported as unraisable and lost, and the batch would not stop. Delivered right
-    after, it stops the batch as it should."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def _kill_all_of(uid):
     """Kill every process running as `uid` (as that uid: kill(-1) reaches exactly its own processes)."""
-    with _sigint_held():
-        pid = os.fork()
+    pid = os.fork()
     if pid == 0:
         try:
             os.setgid(uid)
@@ -127,8 +113,7 @@ def network_can_be_cut() -> bool:
     """Whether this machine lets the grader give a child a network namespace of its own (probed once)."""
     if os.geteuid() != 0:
         return False
-    with _sigint_held():
-        pid = os.fork()
+    pid = os.fork()
     if pid == 0:
         os._exit(0 if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) == 0 else 1)
     return os.waitpid(pid, 0)[1] == 0
@@ -176,7 +161,6 @@ def protect(paths):
 
 def _preexec(limits: Limits, drop):
     def setup():
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # the mask survives exec
         os.setsid()
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -214,10 +198,9 @@ def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: in
         "OMP_NUM_THREADS": str(limits.threads), "MKL_NUM_THREADS": str(limits.threads), "CUDA_VISIBLE_DEVICES": "",
     }
     started = time.monotonic()
-    with _sigint_held():
-        child = subprocess.Popen(
-            [python, "-I", "export.py", "request.json"], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_preexec(limits, drop), close_fds=True)
+    child = subprocess.Popen(
+        [python, "-I", "export.py", "request.json"], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_preexec(limits, drop), close_fds=True)
     out, err = _Capture(child.stdout, limits.output_bytes), _Capture(child.stderr, limits.output_bytes)
     timed_out = False
     try:

@@ -191,3 +191,29 @@ def test_an_interrupted_run_keeps_finished_results_and_resumes(tmp_path):
     assert cli.main(["--assignment", "resnet50_cifar10", "--out", str(out), *subs]) == 0
     assert {p.stem for p in (out / "state").iterdir()} == {"reference", "release", "wrong_num_classes",
                                                            "missing_block"}
+
+
+def test_a_ctrl_c_that_python_drops_still_stops_the_batch(tmp_path, monkeypatch):
+    """A KeyboardInterrupt raised inside Python's at-fork handlers (each sandbox run forks) is reported as
+    unraisable and lost; the batch must stop after the student in hand all the same."""
+    graded = []
+
+    def grade_swallowing_ctrl_c(student, path, context, scratch, slot=1):
+        graded.append(student)
+        if len(graded) == 1:
+            try:
+                cli._on_ctrl_c(signal.SIGINT, None)  # what Ctrl-C runs, its exception then dropped
+            except KeyboardInterrupt:
+                pass
+        return cli.StudentResult(student, str(path), [])
+
+    monkeypatch.setattr(cli, "grade", grade_swallowing_ctrl_c)
+    monkeypatch.setattr(cli, "_INTERRUPTED", False)
+    try:
+        code = cli.main(["--assignment", "resnet50_cifar10", "--out", str(tmp_path),
+                         str(SAMPLES / "reference.py"), str(SAMPLES / "release.py")])
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert code == 130
+    assert graded == ["reference"]
+    assert [p.stem for p in (tmp_path / "state").iterdir()] == ["reference"]
