@@ -1,10 +1,16 @@
 """Export: the only code that runs beside student code. It lives in the sandbox's child process.
 
 Run as a script (`python -I export.py request.json`) from the sandbox's scratch dir, so it imports nothing of the
-kit: it defines the student's code from plain-text chunks, builds each model the request names, exports it with
-torch.export, and writes plain data per model: NAME.json (the graph: each node's aten op, arguments, output shape
-with null for the dynamic batch dimension, module path) and NAME.safetensors (the weights). A model that fails writes NAME.error.json instead, and definitions.json
-lists the statements that failed. Nothing here is trusted by the grader: it validates and re-runs what it reads.
+kit: it defines the student's code from plain-text chunks, builds each model the request names, runs it once on
+the example input (so an error names real shapes and the student's line), exports it with torch.export, and writes
+plain data per model: NAME.json (the graph: each node's aten op, arguments, output shape with null for the dynamic
+batch dimension, module path), NAME.safetensors (the weights), NAME.eager.safetensors (what the code computes when
+simply run on the grader's probe input, in eval and train mode: the grader compares it with the graph's own
+output, so code that behaves differently while exported is caught) and NAME.params.json (parameter shapes, written
+even when the model cannot run). A model that fails writes NAME.error.json instead, and then each of its parts the
+request names (`net.layer3`, ...) is exported alone. definitions.json lists the statements that failed;
+progress.txt says where the code was, for a child that ends the process. Nothing here is trusted by the grader: it
+validates and re-runs what it reads.
 """
 import ast
 import json
@@ -90,15 +96,17 @@ def save(name, graph, tensors, out: Path):
     (out / f"{name}.json").write_text(json.dumps(graph))
 
 
-def define(chunks):
+def define(chunks, progress):
     """The student's definitions as a module, run one top-level statement at a time: one that fails (an import
     of a module the grader lacks, say) becomes a note, and the rest still run. Chunks keep their labels (file or
-    cell) and line numbers for tracebacks."""
+    cell) and line numbers for tracebacks. `progress(where)` hears each statement's place before it runs, so
+    code that ends the process is located."""
     module = types.ModuleType("submission")
     sys.modules["submission"] = module
     notes = []
     for chunk in chunks:
         for stmt in ast.parse(chunk["code"], chunk["label"]).body:
+            progress(f"{chunk['label']}, line {stmt.lineno}")
             try:
                 exec(compile(ast.Module([stmt], []), chunk["label"], "exec"), module.__dict__)
             except BaseException as exc:  # noqa: BLE001 - SystemExit in a class body included
@@ -114,6 +122,47 @@ def failure(stage, exc, labels) -> dict:
     return {"stage": stage, "error": type(exc).__name__, "message": f"{exc}"[:2000] + where}
 
 
+def submodule(model, path):
+    """`model.layer3` for "layer3" (dotted paths and Sequential indices too)."""
+    for part in path.split("."):
+        model = getattr(model, part)
+    return model
+
+
+def parameter_shapes(model) -> dict:
+    """{dotted name: shape} of the model's parameters: counted even when the model cannot run."""
+    return {name: list(p.shape) for name, p in list(model.named_parameters())[:100_000]}
+
+
+def run_eagerly(model, inputs, train):
+    """The model's output when the code simply runs (no export, no tracing)."""
+    import torch
+
+    model.train(train)
+    with torch.no_grad():
+        out = model(*inputs)
+    return out if isinstance(out, torch.Tensor) else None
+
+
+def export_one(name, model, shapes, probe, out, stage):
+    """Export `model` (built) as NAME.json + NAME.safetensors, and what the code computes when run on the grader's
+    probe inputs as NAME.eager.safetensors. Raises the student's own error; `stage["now"]` says at which step."""
+    import torch
+    from safetensors.torch import save_file
+
+    inputs = [torch.randn(*shape) for shape in shapes]
+    stage["now"] = "run"
+    run_eagerly(model, inputs, train=False)  # an error here names real shapes and the student's line
+    stage["now"] = "export"
+    graph, tensors = export_model(model, inputs, train=True)
+    save(name, graph, tensors, out)
+    generator = torch.Generator().manual_seed(probe)
+    probes = [torch.randn(*shape, generator=generator) for shape in shapes]
+    eager = {"eval": run_eagerly(model, probes, train=False), "train": run_eagerly(model, probes, train=True)}
+    save_file({k: v.detach().contiguous() for k, v in eager.items() if v is not None},
+              str(out / f"{name}.eager.safetensors"))
+
+
 def main(request_path):
     import time
 
@@ -125,22 +174,38 @@ def main(request_path):
     timings = {"start": time.monotonic() - started}
 
     out = Path(request["out"])
-    module, notes = define(request["chunks"])
+
+    def progress(where):
+        (out / "progress.txt").write_text(where)
+
+    module, notes = define(request["chunks"], progress)
     labels = {chunk["label"] for chunk in request["chunks"]}
     (out / "definitions.json").write_text(json.dumps({"notes": notes}))
     timings["define"] = time.monotonic() - started - timings["start"]
     for spec in request["models"]:
         name = spec["name"]
+        stage = {"now": "build"}
         try:
+            progress(f"building {name}")
             torch.manual_seed(spec.get("seed", 0))
-            stage = "build"
             model = getattr(module, spec["build"])(*spec.get("args", []), **spec.get("kwargs", {}))
-            stage = "export"
-            inputs = [torch.randn(*shape) for shape in spec["inputs"]]
-            graph, tensors = export_model(model, inputs, train=spec.get("train", True))
-            save(name, graph, tensors, out)
+            if isinstance(model, torch.nn.Module):
+                (out / f"{name}.params.json").write_text(json.dumps(parameter_shapes(model)))
+            progress(f"exporting {name}")
+            export_one(name, model, spec["inputs"], request.get("probe", 0), out, stage)
         except BaseException as exc:  # noqa: BLE001
-            (out / f"{name}.error.json").write_text(json.dumps(failure(stage, exc, labels)))
+            (out / f"{name}.error.json").write_text(json.dumps(failure(stage["now"], exc, labels)))
+            if stage["now"] != "build":  # the whole cannot run: each part alone, so right parts still earn points
+                for part, shapes in spec.get("parts", {}).items():
+                    part_stage = {"now": "build"}
+                    try:
+                        progress(f"exporting {name}.{part}")
+                        export_one(f"{name}.{part}", submodule(model, part), shapes, request.get("probe", 0),
+                                   out, part_stage)
+                    except BaseException as part_exc:  # noqa: BLE001
+                        (out / f"{name}.{part}.error.json").write_text(
+                            json.dumps(failure(part_stage["now"], part_exc, labels)))
+    progress("done")
     timings["export"] = time.monotonic() - started - timings["start"] - timings["define"]
     (out / "timings.json").write_text(json.dumps(timings))  # for the benchmark only; never graded
 

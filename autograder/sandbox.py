@@ -1,16 +1,21 @@
-"""Sandbox: run the export of one submission in a limited child process and say plainly how it ended.
+"""Sandbox: run the export of one submission in a confined child process and say plainly how it ended.
 
-Always: a new session and process group (killed whole on timeout), a scratch working dir holding only the request
-and the export script, a wall-clock timeout, an address-space cap, no core files, a cap on file size, an
-environment with nothing but PATH/HOME/LANG and thread counts, stdout/stderr read through pipes keeping only the
-first and last few KB. When the grader runs as root (a Gradescope or Docker grader) the child also drops to an
-unprivileged uid of its own (61000 + the worker's slot, so two children running at once cannot touch each other's
-files; every process left with that uid is killed after the run), cannot read what is not world-readable (the
-grader makes its hidden checks, the solutions and the output folder so), and gets a network namespace of its own
-(no network). Run as an ordinary user, the child is that user: it could read what that user can read. The README
-says so.
+The confinement is bubblewrap's (`bwrap`, a well-kept tool) wherever it works: the child gets a root of its own
+holding only /usr, the Python it runs, the site-packages it imports (read-only, under neutral paths) and its
+scratch dir (as /sandbox); a private /tmp and /dev/shm of bounded size; its own PID namespace (it sees no other
+process: not the grader, not another student's child), no network, and it dies with its parent. It never sees the
+checkout, the hidden checks, the solutions, OUT, the data, or other students' files.
+
+Always, besides: its own session and process group (killed whole at the end), a wall-clock timeout, caps on address
+space, CPU time, file size and core files, an environment with nothing but PATH/HOME/LANG and thread counts, and
+stdout/stderr read through pipes keeping only the first and last few KB. As root (a Gradescope or Docker grader)
+the child also runs under an unprivileged uid that no other child holds at the same time, not even one of another
+`autograde` run (claimed with a lock), and in a cgroup that caps the memory and process count of everything it
+starts. Where bubblewrap is missing or refused, the child runs without it and `isolation()` says what it lacks.
 """
+import contextlib
 import ctypes
+import fcntl
 import functools
 import json
 import os
@@ -28,13 +33,21 @@ from pathlib import Path
 
 EXPORT_SCRIPT = Path(__file__).with_name("export.py")
 CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+INSIDE = "/sandbox"  # the child's working dir, as the child sees it under bubblewrap
+CHILD_UID_BASE, CHILD_UIDS = 61000, 1000
+UID_LOCKS = Path("/run/lock/cnnkit-uids")
 
 
 @dataclass
 class Limits:
     timeout_s: float = 180.0
-    memory_bytes: int = 4 << 30  # address space: torch's import alone maps ~2 GB
+    memory_bytes: int = 4 << 30  # address space per process: torch's import alone maps ~2 GB
+    memory_total: int = 6 << 30  # everything the child starts together, where a cgroup can say so
+    processes: int = 128  # processes and threads of the child together, where a cgroup can say so
     file_bytes: int = 256 << 20
+    tmp_bytes: int = 256 << 20  # each of the child's private /tmp and /dev/shm
     output_bytes: int = 16 << 10  # kept from each of stdout and stderr (head and tail)
     threads: int = 2
 
@@ -52,8 +65,10 @@ class Outcome:
         """Why the child did not finish normally, in a student's words; None when it did."""
         if self.timed_out:
             return "timeout: building and exporting the models did not finish in time (an endless loop?)"
-        if "MemoryError" in self.stderr or self.returncode == -signal.SIGKILL:
+        if "MemoryError" in self.stderr or self.returncode in (-signal.SIGKILL, -signal.SIGSEGV):
             return "memory: the code asked for more memory than the grader allows"
+        if self.returncode == -signal.SIGXCPU:
+            return "timeout: the code used more CPU time than the grader allows"
         if self.returncode == -signal.SIGXFSZ:
             return "output: the code wrote a file larger than the grader allows"
         if self.returncode != 0:
@@ -82,7 +97,135 @@ class _Capture(threading.Thread):
         return (self.head + middle + self.tail).decode("utf-8", "replace")
 
 
-CHILD_UID_BASE = 61000
+# ---- what this machine allows, probed once ---------------------------------------------------------------------
+
+def _reachable_by_others(path) -> bool:
+    """Whether a user who is neither owner nor group can reach (and read/run) `path`."""
+    path = Path(path).resolve()
+    if not path.exists():
+        return False
+    dirs_ok = all(os.stat(d).st_mode & stat.S_IXOTH for d in path.parents)
+    mode = os.stat(path).st_mode
+    return dirs_ok and bool(mode & stat.S_IROTH) and (path.is_dir() or bool(mode & stat.S_IXOTH))
+
+
+def _site_dirs() -> tuple:
+    return tuple(d for d in sys.path if d.endswith("site-packages") and Path(d).is_dir())
+
+
+@functools.lru_cache(maxsize=None)
+def child_interpreter():
+    """(python, site dirs) for a child that drops privileges, or None if no interpreter of this Python version is
+    reachable by an unprivileged user (e.g. pyenv's under /root)."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    if not all(_reachable_by_others(d) for d in _site_dirs()):
+        return None
+    for candidate in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")):
+        if candidate and _reachable_by_others(candidate):
+            return candidate, list(_site_dirs())
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def network_can_be_cut() -> bool:
+    """Whether this machine lets the grader give a child a network namespace of its own (probed once)."""
+    if os.geteuid() != 0:
+        return False
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) == 0 else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+@dataclass(frozen=True)
+class Jail:
+    """How children are confined on this machine."""
+    bwrap: str  # path of bubblewrap, or "" when it cannot be used
+    drop: bool  # the child runs under an unprivileged uid of its own (the grader is root)
+    python: str
+    site_dirs: tuple
+    cgroup: str  # "v1", "v2" or "" (none: memory is capped per process only)
+
+
+def _bwrap_works(bwrap, python, site_dirs, drop_to) -> bool:
+    """Whether a confined child can start and import what the export needs."""
+    scratch = Path(tempfile.mkdtemp(prefix="autograde-probe-"))
+    try:
+        os.chmod(scratch, 0o777)
+        argv = _bwrap_argv(bwrap, python, site_dirs, scratch, Limits()) + [
+            "-I", "-c", "import sys; sys.path[:0] = " + repr(_inside_site_dirs(site_dirs)) + "; import safetensors"]
+        preexec = (lambda: (os.setgroups([]), os.setgid(drop_to), os.setuid(drop_to))) if drop_to else None
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
+                               preexec_fn=preexec).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=None)
+def jail() -> Jail:
+    bwrap = shutil.which("bwrap") or ""
+    root = os.geteuid() == 0
+    cgroup = _cgroup_kind() if root else ""
+    if root and child_interpreter():
+        python, site_dirs = child_interpreter()
+        if bwrap and _bwrap_works(bwrap, python, site_dirs, CHILD_UID_BASE + CHILD_UIDS - 1):
+            return Jail(bwrap, True, python, tuple(site_dirs), cgroup)
+        return Jail("", True, python, tuple(site_dirs), cgroup)
+    python, site_dirs = str(Path(sys.executable).resolve()), _site_dirs()
+    if bwrap and _bwrap_works(bwrap, python, site_dirs, None):
+        return Jail(bwrap, False, python, site_dirs, cgroup)
+    return Jail("", False, sys.executable, site_dirs, cgroup)
+
+
+def isolation() -> list:
+    """What the child gets on this machine, said plainly (summary.json, the terminal and the README)."""
+    j = jail()
+    modes = ["own process group", "timeout", "memory cap per process", "CPU-time cap", "scrubbed environment"]
+    if j.bwrap:
+        modes += ["bubblewrap: sees only /usr, Python and its scratch dir; private /tmp and /dev/shm; own PID "
+                  "namespace; no network"]
+    else:
+        modes += ["WARNING: NOT confined (bubblewrap is missing or refused: install the Debian/Ubuntu package "
+                  "`bubblewrap`): the child can read what the grader's user can read, the checks and other "
+                  "students' files included" + ("" if j.drop else ", and write there too")]
+        if j.drop:
+            modes.append("no network" if network_can_be_cut() else "network NOT blocked: this machine refused a "
+                                                                   "network namespace")
+        else:
+            modes.append("network NOT blocked")
+    if j.drop:
+        modes.append("own unprivileged uid, never shared with another child")
+    elif os.geteuid() == 0:
+        modes.append("WARNING: runs as root, since no Python interpreter is reachable by an unprivileged user")
+    modes.append(f"cgroup ({j.cgroup}): memory and process count of the whole child capped" if j.cgroup else
+                 "no cgroup (needs root): memory is capped per process only, process count not capped")
+    return modes
+
+
+# ---- per-child resources: a uid of its own, a cgroup --------------------------------------------------------------
+
+@contextlib.contextmanager
+def claimed_uid():
+    """An unprivileged uid no other child holds, across every `autograde` run on the machine (a lock per uid)."""
+    UID_LOCKS.mkdir(parents=True, exist_ok=True)
+    os.chmod(UID_LOCKS, 0o700)
+    for uid in range(CHILD_UID_BASE, CHILD_UID_BASE + CHILD_UIDS - 1):  # the last one is the probe's
+        fd = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            _kill_all_of(uid)  # a child of a run that died without cleaning up
+            yield uid
+        finally:
+            _kill_all_of(uid)
+            os.close(fd)
+        return
+    raise RuntimeError(f"all {CHILD_UIDS - 1} sandbox uids are in use")
 
 
 def _kill_all_of(uid):
@@ -98,50 +241,110 @@ def _kill_all_of(uid):
     os.waitpid(pid, 0)
 
 
-def _reachable_by_others(path) -> bool:
-    """Whether a user who is neither owner nor group can reach (and read/run) `path`."""
-    path = Path(path).resolve()
-    if not path.exists():
-        return False
-    dirs_ok = all(os.stat(d).st_mode & stat.S_IXOTH for d in path.parents)
-    mode = os.stat(path).st_mode
-    return dirs_ok and bool(mode & stat.S_IROTH) and (path.is_dir() or bool(mode & stat.S_IXOTH))
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-@functools.lru_cache(maxsize=None)
-def network_can_be_cut() -> bool:
-    """Whether this machine lets the grader give a child a network namespace of its own (probed once)."""
-    if os.geteuid() != 0:
-        return False
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0 if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) == 0 else 1)
-    return os.waitpid(pid, 0)[1] == 0
+def _cgroup_kind() -> str:
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return "v2" if os.access(CGROUP_ROOT, os.W_OK) else ""
+    ok = all(os.access(CGROUP_ROOT / c, os.W_OK) for c in ("memory", "pids"))
+    return "v1" if ok else ""
 
 
-@functools.lru_cache(maxsize=None)
-def child_interpreter():
-    """(python, extra sys.path) for the child when it drops privileges, or None if no interpreter of this
-    Python version is reachable by an unprivileged user (e.g. pyenv's under /root)."""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    site_dirs = tuple(d for d in sys.path if d.endswith("site-packages") and Path(d).is_dir())
-    if not all(_reachable_by_others(d) for d in site_dirs):
-        return None
-    for candidate in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")):
-        if candidate and _reachable_by_others(candidate):
-            return candidate, list(site_dirs)
-    return None
+class Cgroup:
+    """A cgroup (v1: memory + pids; v2: the unified tree) for one child and everything it starts."""
+
+    def __init__(self, kind: str, limits: Limits):
+        name = f"cnnkit-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+        if kind == "v2":
+            self.dirs = [CGROUP_ROOT / name]
+            settings = {"memory.max": limits.memory_total, "memory.swap.max": 0, "pids.max": limits.processes}
+        else:
+            self.dirs = [CGROUP_ROOT / "memory" / name, CGROUP_ROOT / "pids" / name]
+            settings = {"memory.limit_in_bytes": limits.memory_total, "pids.max": limits.processes}
+        for d in self.dirs:
+            d.mkdir()
+        for key, value in settings.items():
+            for d in self.dirs:
+                with contextlib.suppress(OSError):
+                    if (d / key).exists():
+                        (d / key).write_text(str(value))
+        self.procs = [os.open(d / "cgroup.procs", os.O_WRONLY) for d in self.dirs]
+
+    def join(self):
+        """Called in the child before exec: it and all it starts belong to the cgroup."""
+        for fd in self.procs:
+            os.write(fd, b"0")
+
+    def close(self):
+        for fd in self.procs:
+            os.close(fd)
+        for _ in range(50):
+            pids = set()
+            for d in self.dirs:
+                with contextlib.suppress(OSError):
+                    pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            if not pids:
+                break
+            time.sleep(0.02)
+        for d in self.dirs:
+            with contextlib.suppress(OSError):
+                d.rmdir()
 
 
-def isolation() -> list:
-    """What the child gets on this machine, said plainly (summary.json and the README)."""
-    modes = ["own process group", "timeout", "memory cap", "scrubbed environment", "scratch dir"]
-    if os.geteuid() != 0:
-        return modes + ["runs as the grader's own user: it can read what that user can read"]
-    if child_interpreter() is None:
-        return modes + ["WARNING: runs as root, since no Python interpreter is reachable by an unprivileged user"]
-    return modes + ["own unprivileged uid", "no network" if network_can_be_cut() else
-                    "network NOT blocked: this machine refused a network namespace"]
+# ---- the child ---------------------------------------------------------------------------------------------------
+
+def _inside_site_dirs(site_dirs) -> list:
+    return [f"/opt/site/{i}" for i in range(len(site_dirs))]
+
+
+def _bwrap_argv(bwrap, python, site_dirs, workdir: Path, limits: Limits) -> list:
+    """bubblewrap's command line: a root holding /usr, the interpreter, site-packages and the scratch dir."""
+    args = ["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
+    for top in ("lib", "lib64", "lib32", "bin", "sbin"):
+        path = Path("/") / top
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for etc in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
+        if Path(etc).exists():
+            args += ["--ro-bind", etc, etc]
+    prefix = Path(python).resolve().parents[1]
+    if not str(prefix).startswith("/usr"):
+        args += ["--ro-bind", str(prefix), str(prefix)]
+    for outside, inside in zip(site_dirs, _inside_site_dirs(site_dirs)):
+        args += ["--ro-bind", outside, inside]
+        if (Path(outside) / "autograder").exists():  # the kit itself, if installed there: its checks
+            args += ["--tmpfs", f"{inside}/autograder"]
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+             "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
+             "--bind", str(workdir), INSIDE, "--chdir", INSIDE]
+    return [bwrap, *args, python]
+
+
+def _preexec(limits: Limits, uid, cgroup, network_cut):
+    def setup():
+        os.setsid()
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the grader, even a killed one
+        cpu = int(limits.timeout_s * max(limits.threads, 1)) + 10
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        if cgroup:
+            cgroup.join()
+        if network_cut and _LIBC.unshare(CLONE_NEWNET) != 0:
+            os._exit(70)  # promised no network and could not keep the promise: run nothing
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+    return setup
 
 
 def scratch_dir() -> Path:
@@ -152,55 +355,58 @@ def scratch_dir() -> Path:
 
 
 def protect(paths):
-    """When root: make the grader's own files unreadable to the children's uids."""
+    """When root: make the grader's own files unreadable to the children's uids (the unconfined fallback)."""
     if os.geteuid() == 0:
         for p in paths:
             if Path(p).exists():
                 os.chmod(p, 0o700)
 
 
-def _preexec(limits: Limits, drop):
-    def setup():
-        os.setsid()
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        if drop:
-            if network_can_be_cut() and ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
-                os._exit(70)  # promised no network and could not keep the promise: run nothing
-            uid, gid = drop
-            os.setgroups([])
-            os.setgid(gid)
-            os.setuid(uid)
-    return setup
-
-
 def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: int = 1) -> Outcome:
-    """Run export.py on `request` in `workdir` (made empty and private to the child). `slot` tells apart
-    children that run at the same time."""
+    """Run export.py on `request` in `workdir` (made empty and private to the child). `slot` is kept for callers;
+    children that run at once never share a uid whatever it is."""
+    j = jail()
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(EXPORT_SCRIPT, workdir / "export.py")
-    python, site_dirs = sys.executable, []
-    drop = None
-    if os.geteuid() == 0 and child_interpreter():
-        python, site_dirs = child_interpreter()
-        network_can_be_cut()  # probed here, before the child's preexec needs the answer
-        if not all(os.stat(d).st_mode & stat.S_IXOTH for d in workdir.resolve().parents):
-            raise RuntimeError(f"{workdir} is not reachable by an unprivileged uid: make it in sandbox.scratch_dir()")
-        drop = (CHILD_UID_BASE + slot, CHILD_UID_BASE + slot)
-        os.chown(workdir, *drop)
-    (workdir / "request.json").write_text(json.dumps({**request, "out": str(workdir), "path": site_dirs}))
-    if drop:
-        for p in workdir.iterdir():
-            os.chown(p, *drop)
+    inside = Path(INSIDE) if j.bwrap else workdir
+    site = _inside_site_dirs(j.site_dirs) if j.bwrap else list(j.site_dirs)
+    (workdir / "request.json").write_text(json.dumps({**request, "out": str(inside), "path": site}))
+    if j.drop and not all(os.stat(d).st_mode & stat.S_IXOTH for d in workdir.resolve().parents):
+        raise RuntimeError(f"{workdir} is not reachable by an unprivileged uid: make it in sandbox.scratch_dir()")
     env = {
-        "PATH": "/usr/bin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-        "OMP_NUM_THREADS": str(limits.threads), "MKL_NUM_THREADS": str(limits.threads), "CUDA_VISIBLE_DEVICES": "",
+        "PATH": "/usr/bin:/bin", "HOME": str(inside), "TMPDIR": "/tmp" if j.bwrap else str(workdir),
+        "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(limits.threads),
+        "MKL_NUM_THREADS": str(limits.threads), "CUDA_VISIBLE_DEVICES": "",
     }
+    with contextlib.ExitStack() as stack:
+        uid = stack.enter_context(claimed_uid()) if j.drop else None
+        if uid is not None:
+            for p in [workdir, *workdir.iterdir()]:
+                os.chown(p, uid, uid)
+        cgroup = None
+        if j.cgroup:
+            with contextlib.suppress(OSError):
+                cgroup = Cgroup(j.cgroup, limits)
+                stack.callback(cgroup.close)
+        if j.bwrap:
+            argv = _bwrap_argv(j.bwrap, j.python, j.site_dirs, workdir, limits)
+            read_end, write_end = os.pipe()  # bwrap reads its arguments from here, so /proc shows none of them
+            os.write(write_end, b"\0".join(a.encode() for a in argv[1:-1]) + b"\0")
+            os.close(write_end)
+            stack.callback(os.close, read_end)
+            argv = [argv[0], "--args", str(read_end), argv[-1]]
+            pass_fds, cwd = (read_end,), "/"
+        else:
+            argv, pass_fds, cwd = [j.python], (), workdir
+        argv += ["-I", "export.py" if not j.bwrap else f"{INSIDE}/export.py", "request.json"]
+        return _run(argv, cwd, env, pass_fds, limits, _preexec(limits, uid, cgroup, j.drop and not j.bwrap
+                                                             and network_can_be_cut()))
+
+
+def _run(argv, cwd, env, pass_fds, limits: Limits, preexec) -> Outcome:
     started = time.monotonic()
-    child = subprocess.Popen(
-        [python, "-I", "export.py", "request.json"], cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_preexec(limits, drop), close_fds=True)
+    child = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, preexec_fn=preexec, close_fds=True, pass_fds=pass_fds)
     out, err = _Capture(child.stdout, limits.output_bytes), _Capture(child.stderr, limits.output_bytes)
     timed_out = False
     try:
@@ -208,24 +414,21 @@ def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: in
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)  # the whole group: nothing it started outlives it
-        except ProcessLookupError:
-            pass
         child.wait()
-        if drop:
-            _kill_all_of(drop[0])  # whatever it left running, in a session of its own or not
     out.join(5)
     err.join(5)
     return Outcome(child.returncode, timed_out, time.monotonic() - started, out.text(), err.text())
 
 
 def read_plain_file(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file the child wrote: never through a symlink, never more than `limit`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    """The bytes of a regular file the child wrote: never through a symlink, never blocking on a FIFO or device,
+    never more than `limit`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         info = os.fstat(fd)
-        if not (info.st_mode & 0o170000 == 0o100000):
+        if not stat.S_ISREG(info.st_mode):
             raise ValueError(f"{path.name} is not a regular file")
         if info.st_size > limit:
             raise ValueError(f"{path.name} is larger than {limit} bytes")
