@@ -19,8 +19,23 @@ class CheckFailed(AssertionError):
         super().__init__(f"{module}: expected {expected}, got {got}. Next step: {next_step}")
 
 
+@dataclass(frozen=True)
+class Missing:
+    """Why a model is unavailable: the grader's words (`message`), and apart from them what the student's own code
+    said (`said`: bounded plain text, shown as quoted code so it never passes for the grader's words)."""
+    message: str
+    said: str = ""
+
+    def __str__(self):
+        return self.message
+
+
 class Unavailable(Exception):
-    """A model the check needs could not be built, exported or rebuilt; the message says why."""
+    """A model the check needs could not be built, exported or rebuilt; `missing` says why."""
+
+    def __init__(self, missing):
+        self.missing = missing if isinstance(missing, Missing) else Missing(str(missing))
+        super().__init__(self.missing.message)
 
 
 def expect(ok, module, expected, got, next_step):
@@ -36,22 +51,28 @@ class Result:
     max_score: float
     passed: bool
     message: str
+    said: str = ""  # what the student's code said (an error message), kept apart from the grader's words
 
 
 @dataclass
 class Graded:
     """What the checks see of one submission."""
-    models: dict  # export name -> Rebuilt, or the reason it is unavailable (str)
+    models: dict  # export name -> Rebuilt, or the Missing reason it is unavailable
     training: object = None  # () -> the training run's result (dict), run once on first call
     reference: "Graded" = None  # the reference solution's Graded, for counts and shapes to compare with
     reference_training: dict = None
+    parameter_shapes: dict = field(default_factory=dict)  # export name -> {parameter: shape}, listed even when
+    # the model could not run (None when unreadable)
     found: list = field(default_factory=list)  # what the running check noticed, for its feedback
 
     def model(self, name):
-        value = self.models.get(name, f"{name} was not exported")
-        if isinstance(value, str):
+        value = self.models.get(name, Missing(f"{name} was not exported"))
+        if isinstance(value, (str, Missing)):
             raise Unavailable(value)
         return value
+
+    def available(self, name) -> bool:
+        return name in self.models and not isinstance(self.models[name], (str, Missing))
 
     def note(self, text):
         self.found.append(text)
@@ -76,6 +97,7 @@ class _Markers:
 class _Plugin(_Markers):
     def __init__(self, graded):
         self.graded, self.results = graded, []
+        self.first_for = {}  # a Missing reason -> the title of the first check that showed it in full
 
     @pytest.fixture
     def submission(self):
@@ -90,14 +112,21 @@ class _Plugin(_Markers):
         if report.when == "call" or (report.when == "setup" and report.failed):
             name, title, points = _describe(item)
             exc = call.excinfo.value if call.excinfo else None
+            said = ""
             if exc is None:
                 message = "; ".join(self.graded.found) or "ok"
-            elif isinstance(exc, (CheckFailed, Unavailable)):
+            elif isinstance(exc, Unavailable):  # one message per cause: later checks point at the first
+                if exc.missing in self.first_for:
+                    message = f"not graded: the same cause as \u201c{self.first_for[exc.missing]}\u201d above"
+                else:
+                    self.first_for[exc.missing] = title
+                    message, said = exc.missing.message, exc.missing.said
+            elif isinstance(exc, CheckFailed):
                 message = str(exc)
             else:  # the student's model raised while the check ran it
                 message = (f"running your model raised {type(exc).__name__}: {str(exc)[:500]}. Next step: run "
                            "the notebook's sanity checks and fix the shape or argument the error names.")
-            self.results.append(Result(name, title, points if exc is None else 0, points, exc is None, message))
+            self.results.append(Result(name, title, points if exc is None else 0, points, exc is None, message, said))
 
 
 def run_checks(checks_file: Path, graded: Graded) -> list:

@@ -1,24 +1,37 @@
 """Grade one submission: load -> sandbox (export) -> rebuild -> check, as plain data for the report.
 
 The reference solution goes through the very same steps once per run (its models and training result are what
-the checks compare with), so a student and the reference are always measured alike.
+the checks compare with), so a student and the reference are always measured alike. Everything the sandboxed
+child wrote is read here as hostile input: regular files only, size-capped, parsed as JSON or safetensors and
+type-checked; its words reach the student only through `text.plain`.
 """
+import copy
+import hashlib
 import importlib.util
 import json
+import re
+import secrets
 import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save as safetensors_save
+
 from . import rebuild, sandbox
-from .check import Graded, Result, collect_checks, run_checks
-from .data import describe
+from .check import Graded, Missing, Result, collect_checks, run_checks
 from .load import LoadError, definitions, pick_file
-from .train import BUDGETS, resolve_data, training_run
+from .text import plain
+from .train import BUDGETS, EVAL_CHUNK, TaskData, resolve_data, task_data, training_run
 
 MAX_GRAPH_BYTES = 32 << 20
 MAX_WEIGHT_BYTES = 512 << 20
+MAX_NOTES = 20
+CHECK_BATCHES = (1, 2, 3, 8)  # the batch sizes the checks run a model at
+_WHERE = re.compile(r"(cell \d{1,4}|[\w .-]{1,120}\.py), line \d{1,6}|(building|exporting) [\w.]{1,80}|done")
 
 
 @dataclass
@@ -42,6 +55,15 @@ class Checklist:
     def columns(self):
         return collect_checks(self.file)
 
+    def batches(self, name) -> tuple:
+        """Every batch size the grader runs model `name` at: its memory is checked at each before it runs."""
+        extra = {EVAL_CHUNK, *(b.batch for b in BUDGETS.values())} if name == self.training_model else set()
+        return tuple(sorted(set(CHECK_BATCHES) | extra))
+
+    def fingerprint(self) -> str:
+        """What a stored result depends on, of the grader's side: the checks and the exports they ask for."""
+        return hashlib.sha256(self.file.read_bytes() + json.dumps(self.exports, sort_keys=True).encode()).hexdigest()
+
 
 @dataclass
 class StudentResult:
@@ -49,9 +71,11 @@ class StudentResult:
     source: str
     results: list  # of check.Result
     cause: str = None  # why (part of) the submission could not be graded, in one sentence
-    notes: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # what was skipped while reading (the student's own errors)
     timings: dict = field(default_factory=dict)
     data: str = ""
+    picked: str = ""  # why this file of the student's folder was graded, when there was a choice
+    key: dict = field(default_factory=dict)  # what produced this result (submission hash, checks, budget, ...)
 
     @property
     def score(self):
@@ -75,62 +99,179 @@ def call_of(spec):
     return f"{spec['build']}({', '.join(args)})"
 
 
-def _reason(spec, error: dict, notes: list) -> str:
-    call = call_of(spec)
-    if error["error"] == "MemoryError" or "can't allocate memory" in error["message"]:
-        return f"memory: building {call} asked for more memory than the grader allows"
-    if error["error"] == "AttributeError" and f"no attribute '{spec['build']}'" in error["message"]:
-        why = f" (perhaps because {notes[0]})" if notes else ""
-        return (f"missing name: the submission defines no {spec['build']}{why}. The autograder reads only "
-                "definitions (imports, functions, classes, constants): keep the name and signature as given.")
-    done = {"build": "built", "export": "exported"}.get(error["stage"], error["stage"])
-    return (f"{call} could not be {done}: {error['error']}: {error['message']}. Next step: run the notebook's "
-            "sanity checks on it; the error names the call or the shapes that do not fit.")
+def _shape(shapes) -> str:
+    return " and ".join(str(tuple(s)) for s in shapes)
 
 
-def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits: sandbox.Limits, slot=1):
-    """({export name: Rebuilt or reason}, notes, cause, timings) of one submission file."""
+def _reason(spec, error: dict, notes: list, hide, part="", shapes=None) -> Missing:
+    """Why model `spec` (or its `part`) is unavailable, from the child's error report (validated, its text kept
+    apart)."""
+    call = call_of(spec) + (f".{part}" if part else "")
+    kind = error.get("error") if isinstance(error.get("error"), str) else ""
+    kind = kind if re.fullmatch(r"[A-Za-z_][\w.]{0,80}", kind) else "Error"
+    said = plain(f"{kind}: {error.get('message', '')}", 1200, hide)
+    stage = error.get("stage") if error.get("stage") in ("build", "run", "export") else "export"
+    if kind == "MemoryError" or "can't allocate memory" in said:
+        return Missing(f"memory: building {call} asked for more memory than the grader allows")
+    if kind == "AttributeError" and f"no attribute '{spec['build']}'" in said:
+        why = f" (perhaps because {plain(notes[0], 300, hide)})" if notes else ""
+        return Missing(f"missing name: the submission defines no {spec['build']}{why}. The autograder reads only "
+                       "definitions (imports, functions, classes, constants): keep the name and signature as given.")
+    if 'missing the required "forward" function' in said:
+        return Missing(f"`{spec['build']}` has no `forward`: define `def forward(self, x):` inside the class "
+                       "(check its indentation: it must be a method of the class).")
+    if stage == "build":
+        return Missing(f"{call} could not be built. Next step: run the notebook's sanity checks; the error below "
+                       "names the line.", said)
+    if stage == "run":
+        return Missing(f"{call} could not run on an input of shape {_shape(shapes or spec['inputs'])}. Next step: "
+                       "run the notebook's sanity checks; the error below names the shapes that do not fit and the "
+                       "line.", said)
+    return Missing(f"{call} runs, but could not be exported for grading: build it from standard torch.nn layers and "
+                   "tensor operations, with no Python decisions on tensor values.", said)
+
+
+def _read_json(path: Path, limit: int):
+    return json.loads(sandbox.read_plain_file(path, limit))
+
+
+def _prefixed(graph: dict, tensors: dict, prefix: str):
+    """A part's graph (`net.layer3` exported alone) named as inside the whole net: module paths and weight names
+    gain `layer3.`, so the checks read it like the same stage of a whole net."""
+    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list):
+        return graph, tensors
+    graph = copy.deepcopy(graph)
+    for node in graph["nodes"]:
+        if isinstance(node, dict) and isinstance(node.get("module"), str):
+            node["module"] = f"{prefix}.{node['module']}" if node["module"] else prefix
+    for spec in graph.get("inputs", []):
+        if isinstance(spec, dict) and spec.get("kind") != "input" and isinstance(spec.get("target"), str):
+            spec["target"] = f"{prefix}.{spec['target']}"
+    return graph, {f"{prefix}.{k}": v for k, v in tensors.items()}
+
+
+def _behaves_as_run(model, workdir: Path, name: str, shapes, probe: int):
+    """None if the rebuilt graph computes what the student's code computed when simply run on the probe input
+    (eval mode, and train mode unless dropout makes it random); else why not."""
+    try:
+        eager = safetensors_load(sandbox.read_plain_file(workdir / f"{name}.eager.safetensors", MAX_WEIGHT_BYTES))
+    except (OSError, ValueError) as exc:
+        return f"its outputs when run were not reported ({type(exc).__name__})"
+    generator = torch.Generator().manual_seed(probe)
+    probes = [torch.randn(*shape, generator=generator) for shape in shapes]
+    modes = ["eval"] + ([] if any(n["op"] == "aten.dropout.default" for n in model.graph["nodes"]) else ["train"])
+    for mode in modes:
+        want = eager.get(mode)
+        with torch.no_grad():
+            got = copy.deepcopy(model).train(mode == "train")(*probes)
+        if not isinstance(got, torch.Tensor) or want is None or got.shape != want.shape:
+            return f"in {mode} mode its output has shape {tuple(getattr(got, 'shape', ()))} when exported, " \
+                   f"{tuple(want.shape) if want is not None else 'none'} when run"
+        scale = want.abs().max().item() if want.numel() else 0.0
+        if not torch.allclose(got, want, rtol=1e-3, atol=1e-4 * scale + 1e-5):
+            return f"in {mode} mode its output differs by up to {(got - want).abs().max().item():.3g} " \
+                   f"(largest value {scale:.3g})"
+    return None
+
+
+def _load_model(workdir: Path, name: str, spec: dict, shapes, batches, probe: int, notes, hide, prefix=""):
+    """The rebuilt model `name` from the child's files, or the Missing reason it is unavailable."""
+    call = call_of(spec) + (f".{prefix}" if prefix else "")
+    try:
+        return _reason(spec, _read_json(workdir / f"{name}.error.json", 1 << 20), notes, hide, prefix, shapes)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, AttributeError):
+        return Missing(f"{call}: the export's error report is unreadable")
+    try:
+        graph = sandbox.read_plain_file(workdir / f"{name}.json", MAX_GRAPH_BYTES)
+        tensors = sandbox.read_plain_file(workdir / f"{name}.safetensors", MAX_WEIGHT_BYTES)
+        if prefix:
+            graph, tensors = _prefixed(json.loads(graph), safetensors_load(tensors), prefix)
+            graph, tensors = json.dumps(graph).encode(), safetensors_save(tensors)
+        model = rebuild.from_bytes(graph, tensors, shapes, batches)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:  # RebuildError is a ValueError
+        return Missing(f"{call}: {plain(exc, 600, hide)}")
+    differs = _behaves_as_run(model, workdir, name, shapes, probe)
+    if differs:
+        return Missing(f"{call} behaves differently when exported than when run: {differs}. Code must compute the "
+                       "same thing whether or not it is being exported (no torch.compiler.is_exporting(), no "
+                       "tracing checks).")
+    return model
+
+
+def _parameter_shapes(workdir: Path, name: str):
+    """{name: shape} of model `name`'s parameters as the child listed them, or None."""
+    try:
+        shapes = _read_json(workdir / f"{name}.params.json", 8 << 20)
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(shapes, dict) and all(
+        isinstance(k, str) and len(k) < 300 and isinstance(v, list) and len(v) <= 8
+        and all(isinstance(d, int) and 0 <= d < 1 << 31 for d in v) for k, v in shapes.items())
+    return shapes if ok else None
+
+
+def _ended_where(workdir: Path):
+    try:
+        where = sandbox.read_plain_file(workdir / "progress.txt", 300).decode("utf-8", "replace").strip()
+    except (OSError, ValueError):
+        return None
+    return where if _WHERE.fullmatch(where) else None
+
+
+def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits: sandbox.Limits, slot=1,
+                       hide=()):
+    """({export name: Rebuilt or Missing}, notes, cause, timings, parameter shapes) of one submission file."""
     timings = {}
     started = time.monotonic()
     defs = definitions(source)  # raises LoadError
     timings["load"] = time.monotonic() - started
-    outcome = sandbox.run_export({"chunks": defs.chunks, "models": checklist.exports}, workdir, limits, slot)
+    probe = secrets.randbelow(1 << 31)
+    outcome = sandbox.run_export({"chunks": defs.chunks, "models": checklist.exports, "probe": probe}, workdir,
+                                 limits, slot)
     timings["sandbox"] = outcome.seconds
+    hide = (*hide, workdir, workdir.parent)
     notes = list(defs.notes)
     try:
-        notes += json.loads(sandbox.read_plain_file(workdir / "definitions.json", 1 << 20))["notes"]
+        said = _read_json(workdir / "definitions.json", 1 << 20)["notes"]
+        notes += [plain(n, 400, hide) for n in said[:MAX_NOTES] if isinstance(n, str)]
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:  # the child's own account, for the benchmark's split only
-        child = json.loads(sandbox.read_plain_file(workdir / "timings.json", 4096))
+        child = _read_json(workdir / "timings.json", 4096)
         timings.update({"process_start": float(child["start"]), "export": float(child["define"] + child["export"])})
     except (OSError, ValueError, KeyError, TypeError):
         pass
     started = time.monotonic()
-    models = {}
+    models, params = {}, {}
     for spec in checklist.exports:
         name = spec["name"]
-        try:
-            error = json.loads(sandbox.read_plain_file(workdir / f"{name}.error.json", 1 << 20))
-            models[name] = _reason(spec, error, notes)
-            continue
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError):
-            models[name] = f"{call_of(spec)}: the export's error report is unreadable"
-            continue
-        try:
-            models[name] = rebuild.from_bytes(
-                sandbox.read_plain_file(workdir / f"{name}.json", MAX_GRAPH_BYTES),
-                sandbox.read_plain_file(workdir / f"{name}.safetensors", MAX_WEIGHT_BYTES), spec["inputs"])
-        except FileNotFoundError:
-            models[name] = f"{call_of(spec)} was not exported: {outcome.cause or 'the export stopped early'}"
-        except (OSError, ValueError) as exc:  # RebuildError is a ValueError
-            models[name] = f"{call_of(spec)}: {exc}"
+        batches = checklist.batches(name)
+        model = _load_model(workdir, name, spec, spec["inputs"], batches, probe, notes, hide)
+        models[name] = model
+        params[name] = _parameter_shapes(workdir, name)
+        if isinstance(model, Missing):
+            for part, shapes in spec.get("parts", {}).items():
+                piece = _load_model(workdir, f"{name}.{part}", spec, shapes, batches, probe, notes, hide, part)
+                if piece is not None:
+                    models[f"{name}.{part}"] = piece
+    where = _ended_where(workdir)
+    cause = outcome.cause
+    if cause is None and where != "done":
+        cause = "exit: the code ended the process (exit status 0) before its models were exported"
+    if cause and cause.startswith("exit") and where and where != "done":
+        cause += f", while running {where}"
+    for name, model in models.items():
+        if model is None:
+            models[name] = Missing(f"{name} was not exported: {cause or 'the export stopped early'}")
     timings["rebuild"] = time.monotonic() - started
-    named = [m for m in models.values() if isinstance(m, str) and m.startswith(("memory:", "missing name:"))]
-    cause = outcome.cause or (named[0] if named else None)  # the student's one message, when one names it
-    return models, notes, cause, timings
+    named = [m.message for m in models.values() if isinstance(m, Missing)
+             and m.message.startswith(("memory:", "missing name:"))]
+    cause = cause or (named[0] if named else None)  # the student's one message, when one names it
+    return models, notes, cause, timings, params
 
 
 @dataclass
@@ -138,10 +279,12 @@ class Context:
     """What every student of one run is compared with, and how."""
     checklist: Checklist
     reference: Graded
-    data_root: Path
+    task: TaskData  # the training task's tensors, read before any child ran
     data: str
     device: str
     limits: sandbox.Limits
+    key: dict = field(default_factory=dict)  # what every result of this run depends on, besides the submission
+    hide: tuple = ()  # the grading machine's paths, never shown to a student
 
 
 def train_lazily(model, context: Context, timings: dict):
@@ -150,61 +293,94 @@ def train_lazily(model, context: Context, timings: dict):
     def train():
         if "run" not in cache:
             started = time.monotonic()
-            cache["run"] = training_run(model, context.data_root, BUDGETS[context.device], context.device)
+            cache["run"] = training_run(model, context.task, BUDGETS[context.device], context.device)
             timings["training"] = time.monotonic() - started
         return cache["run"]
     return train
 
 
-def grade(student: str, path: Path, context: Context, scratch: Path, slot: int = 1) -> StudentResult:
-    """Grade one student's file or folder. Never raises for anything the submission does."""
-    timings, source = {}, str(path)
+def submission_hash(path: Path) -> str:
+    """sha256 over a file, or a folder's regular files (names and contents), read without following links."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    for p in files:
+        digest.update(str(p.relative_to(path.parent)).encode() + b"\0")
+        try:
+            digest.update(sandbox.read_plain_file(p, 1 << 30))
+        except (OSError, ValueError):
+            digest.update(b"<unreadable>")
+    return digest.hexdigest()
+
+
+def grade(student: str, path: Path, context: Context, scratch: Path, slot: int = 1, error: str = None) \
+        -> StudentResult:
+    """Grade one student's file or folder. Never raises for anything the submission does. `error`: why nothing
+    of the submission could be read (a corrupt zip, say): the student then gets 0 with that message."""
+    begun = time.monotonic()
+    timings, source, picked, params = {}, str(path), "", {}
     workdir = Path(tempfile.mkdtemp(prefix="sandbox-", dir=scratch))
     try:
-        file = pick_file(path, context.checklist.preferred_files) if path.is_dir() else path
+        if error:
+            raise LoadError(error)
+        file = path
+        if path.is_dir():
+            file, picked = pick_file(path, context.checklist.preferred_files)
         source = str(file)
-        models, notes, cause, timings = export_and_rebuild(file, context.checklist, workdir, context.limits, slot)
+        models, notes, cause, timings, params = export_and_rebuild(file, context.checklist, workdir,
+                                                                    context.limits, slot, context.hide)
     except LoadError as exc:
         models, notes, cause = {}, [], f"load: {exc}"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if cause and all(isinstance(m, str) for m in models.values()):
-        models = {spec["name"]: cause for spec in context.checklist.exports}
+    if cause and all(isinstance(m, Missing) for m in models.values()):
+        models = {spec["name"]: Missing(cause) for spec in context.checklist.exports}
     training_model = models.get(context.checklist.training_model)
-    graded = Graded(models, reference=context.reference,
-                    reference_training=context.reference.reference_training)
-    if not isinstance(training_model, str) and training_model is not None:
+    graded = Graded(models, reference=context.reference, reference_training=context.reference.reference_training,
+                    parameter_shapes=params)
+    if isinstance(training_model, rebuild.Rebuilt):
         graded.training = train_lazily(training_model, context, timings)
     else:
         graded.training = lambda: graded.model(context.checklist.training_model)
     started = time.monotonic()
     results = run_checks(context.checklist.file, graded)
     timings["checks"] = time.monotonic() - started - timings.get("training", 0.0)
-    return StudentResult(student, source, results, cause, notes, timings, context.data)
+    timings["total"] = time.monotonic() - begun
+    key = {**context.key, "submission": submission_hash(path) if path.exists() else ""}
+    return StudentResult(student, source, results, cause, notes, timings, context.data, picked or "", key)
 
 
-def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits=sandbox.Limits()) -> Context:
-    """The run's context: the reference solution exported, rebuilt and trained once (training cached on disk)."""
+def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits=sandbox.Limits(),
+            trust_cache=True, hide=()) -> Context:
+    """The run's context: the reference solution exported, rebuilt and trained once. Its training result is cached
+    on disk (written atomically) only where no child can reach the cache (`trust_cache`)."""
+    from .report import write_atomically
+
     checklist = Checklist.of(assignment)
-    root = resolve_data(data_dir, cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    budget = BUDGETS[device]
+    root, checksums = resolve_data(data_dir, cache_dir)  # raises DataError
+    task = task_data(root, budget, checksums)
     workdir = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))
     try:
-        models, notes, cause, _ = export_and_rebuild(assignment.reference_module, checklist, workdir, limits)
+        models, notes, cause, _, params = export_and_rebuild(assignment.reference_module, checklist, workdir, limits)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    broken = {k: v for k, v in models.items() if isinstance(v, str)}
+    broken = {k: v.message for k, v in models.items() if isinstance(v, Missing)}
     if cause or broken:
         raise RuntimeError(f"the reference solution does not export cleanly: {cause or broken}")
-    budget = BUDGETS[device]
-    key = json.dumps([assignment.name, asdict(budget), device, describe(root)], sort_keys=True)
+    key = {"assignment": assignment.name, "checks": checklist.fingerprint(), "budget": asdict(budget),
+           "device": device, "data": task.description}
     cached = cache_dir / "reference-training.json"
     ref_training = None
-    if cached.exists():
-        stored = json.loads(cached.read_text())
-        ref_training = stored["result"] if stored.get("key") == key else None
+    if trust_cache and cached.exists():
+        try:
+            stored = json.loads(sandbox.read_plain_file(cached, 1 << 20))
+            ref_training = stored["result"] if stored.get("key") == key else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            ref_training = None
     if ref_training is None:
-        ref_training = training_run(models[checklist.training_model], root, budget, device)
-        cached.write_text(json.dumps({"key": key, "result": ref_training}))
-    reference = Graded(models, reference_training=ref_training)
-    return Context(checklist, reference, root, ref_training["data"], device, limits)
+        ref_training = training_run(models[checklist.training_model], task, budget, device)
+        if trust_cache:
+            write_atomically(cached, json.dumps({"key": key, "result": ref_training}))
+    reference = Graded(models, reference_training=ref_training, parameter_shapes=params)
+    return Context(checklist, reference, task, task.description, device, limits, key, hide)

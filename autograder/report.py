@@ -5,6 +5,7 @@ points and message), state/<student>.json (everything, written last: its presenc
 grades.csv and summary.json, rebuilt from the state files, so an interrupted run still reports what finished.
 """
 import csv
+import hashlib
 import io
 import json
 import os
@@ -14,10 +15,17 @@ import tempfile
 from pathlib import Path
 
 from .grade import StudentResult
+from .text import fenced
+
+MAX_NAME = 80  # characters of a student's file names: a 250-character submission name must not stop the batch
 
 
 def safe_name(student: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", student).lstrip(".") or "student"
+    """The student's name as a file name: plain characters, and bounded (a long one keeps a hash of the rest)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", student).lstrip(".") or "student"
+    if len(name) > MAX_NAME:
+        name = f"{name[:MAX_NAME - 13]}-{hashlib.sha256(student.encode()).hexdigest()[:12]}"
+    return name
 
 
 def write_atomically(path: Path, text: str):
@@ -35,33 +43,44 @@ def status(result: StudentResult) -> str:
     return f"not graded ({kind})" if result.score == 0 else f"partly graded ({kind})"
 
 
-def gradescope(result: StudentResult) -> dict:
-    output = f"Data for the training run: {result.data}."
+def message(r) -> str:
+    """A check's message: the grader's words, then what the student's code said, quoted apart as code."""
+    return r.message + (f"\n\nYour code said:\n\n{fenced(r.said)}" if r.said else "")
+
+
+def preamble(result: StudentResult) -> list:
+    """What the student reads before the checks, the same on Gradescope and in the feedback file."""
+    lines = [f"Graded file: `{Path(result.source).name}`. Training run data: {result.data}.", ""]
+    if result.picked:
+        lines += [result.picked, ""]
     if result.cause:
-        output = f"Could not be graded in full: {result.cause}\n{output}"
+        lines += [f"> Could not be graded in full: {result.cause}", ""]
+    if result.notes:
+        lines += ["Skipped while reading your definitions (your code's own errors):", "",
+                  fenced("\n".join(result.notes)), ""]
+    return lines
+
+
+def gradescope(result: StudentResult) -> dict:
     return {
-        "score": result.score, "execution_time": round(sum(result.timings.values()), 2), "output": output,
+        "score": result.score, "execution_time": round(result.timings.get("total", 0.0), 2),
+        "output": "\n".join(preamble(result)), "output_format": "md",
         "visibility": "visible", "stdout_visibility": "hidden",
         "tests": [{"name": r.title, "number": str(i), "score": r.score, "max_score": r.max_score,
-                   "status": "passed" if r.passed else "failed", "output": r.message, "visibility": "visible",
-                   "tags": [r.name]} for i, r in enumerate(result.results, start=1)],
+                   "status": "passed" if r.passed else "failed", "output": message(r), "output_format": "md",
+                   "visibility": "visible", "tags": [r.name]} for i, r in enumerate(result.results, start=1)],
     }
 
 
 def feedback(result: StudentResult, assignment: str) -> str:
-    lines = [f"# {assignment}: feedback for {result.student}", "",
-             f"**Score: {result.score:g} / {result.max_score:g}**", "",
-             f"Graded file: `{Path(result.source).name}`. Training run data: {result.data}.", ""]
-    if result.cause:
-        lines += [f"> Could not be graded in full: {result.cause}", ""]
-    if result.notes:
-        lines += ["Skipped while reading your definitions:", *[f"- {n}" for n in result.notes], ""]
+    lines = [f"# {assignment}: feedback for {safe_name(result.student)}", "",
+             f"**Score: {result.score:g} / {result.max_score:g}**", "", *preamble(result)]
     lines += ["| check | points | result |", "|---|---|---|"]
     lines += [f"| {r.title} | {r.score:g} / {r.max_score:g} | {'passed' if r.passed else 'failed'} |"
               for r in result.results]
     lines.append("")
     for r in result.results:
-        lines += [f"### {'✔' if r.passed else '✘'} {r.title} ({r.score:g} / {r.max_score:g})", "", r.message, ""]
+        lines += [f"### {'✔' if r.passed else '✘'} {r.title} ({r.score:g} / {r.max_score:g})", "", message(r), ""]
     return "\n".join(lines)
 
 
@@ -72,12 +91,39 @@ def write_student(out: Path, result: StudentResult, assignment: str):
     write_atomically(out / "state" / f"{name}.json", json.dumps(result.to_json(), indent=1))
 
 
-def done(out: Path, student: str) -> bool:
-    return (out / "state" / f"{safe_name(student)}.json").exists()
+def stored(out: Path, student: str):
+    """The student's stored result, or None when there is none or it cannot be read."""
+    try:
+        return StudentResult.from_json(json.loads((out / "state" / f"{safe_name(student)}.json").read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def done(out: Path, student: str, key: dict) -> bool:
+    """Whether a stored result can stand: made from the same submission, checks, budget, device and data (`key`),
+    and not an internal error of the grader's."""
+    result = stored(out, student)
+    return result is not None and result.key == key and not (result.cause or "").startswith("internal")
 
 
 def finished(out: Path) -> list:
-    return [StudentResult.from_json(json.loads(p.read_text())) for p in sorted((out / "state").glob("*.json"))]
+    results = []
+    for p in sorted((out / "state").glob("*.json")):
+        result = stored(out, p.stem)
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def claim(out: Path, assignment: str):
+    """Mark OUT as this assignment's; refuse an OUT that holds another assignment's results."""
+    marker = out / ".autograde.json"
+    if marker.exists():
+        owner = json.loads(marker.read_text()).get("assignment")
+        if owner != assignment:
+            raise ValueError(f"{out} holds results of the assignment {owner}: choose another --out")
+    else:
+        write_atomically(marker, json.dumps({"assignment": assignment}))
 
 
 def write_class(out: Path, assignment: str, columns: list, extra: dict) -> list:

@@ -6,13 +6,16 @@ synthetic set, airplane vs deer on CIFAR-10) for 60 Adam steps; there the refere
 accuracy uses batch statistics in batch norm, since 60 steps leave running statistics far behind.
 """
 import copy
+import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .data import FOLDER, describe, ensure_synthetic_cifar10, is_synthetic, open_cifar10
+from .data import FOLDER, MANIFEST, describe, is_synthetic, open_cifar10, write_synthetic_cifar10_with_sums
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
@@ -27,26 +30,59 @@ class Budget:
     seed: int = 0
 
 
+EVAL_CHUNK = 200  # held-out images per forward pass
 BUDGETS = {"cpu": Budget(), "cuda": Budget(classes=(0, 1, 4, 6), steps=300, batch=64, held_out=1000)}
 
 
-def resolve_data(data_dir, cache_dir) -> Path:
-    """CIFAR-10 when it is in `data_dir`, else the synthetic set (written under `cache_dir` once)."""
-    if data_dir and (Path(data_dir) / FOLDER / "data_batch_1").exists():
-        return Path(data_dir)
+class DataError(ValueError):
+    """The data the instructor named cannot be used; the message says what was expected."""
+
+
+@dataclass
+class TaskData:
+    """The training task's tensors, read once by the grading process before any child runs: no student's child
+    can change them afterwards, whatever it writes."""
+    x: torch.Tensor
+    y: torch.Tensor
+    xt: torch.Tensor
+    yt: torch.Tensor
+    description: str
+    synthetic: bool
+
+
+def resolve_data(data_dir, cache_dir):
+    """(root, md5 table or None): CIFAR-10 at `data_dir` (torchvision checks its real md5 sums), or, with no
+    `data_dir`, a synthetic set written afresh under `cache_dir` with the checksums computed while writing it."""
+    if data_dir:
+        if not (Path(data_dir) / FOLDER / "data_batch_1").is_file():
+            raise DataError(f"--data-dir {data_dir}: no CIFAR-10 there (expected {FOLDER}/data_batch_1 ... "
+                            "data_batch_5 and test_batch inside it, as torchvision downloads them)")
+        if is_synthetic(data_dir):  # the kit's own set: its checksums come from writing it again, not its manifest
+            manifest = json.loads((Path(data_dir) / FOLDER / MANIFEST).read_text())
+            params = {k: int(manifest[k]) for k in ("train", "test", "seed")}
+            with tempfile.TemporaryDirectory() as again:
+                return Path(data_dir), write_synthetic_cifar10_with_sums(again, **params)[1]
+        return Path(data_dir), None
     synthetic = Path(cache_dir) / "synthetic-cifar10"
-    ensure_synthetic_cifar10(synthetic)
-    return synthetic
+    shutil.rmtree(synthetic, ignore_errors=True)
+    return synthetic, write_synthetic_cifar10_with_sums(synthetic)[1]
 
 
-def task_tensors(root, budget: Budget, train: bool):
+def task_tensors(root, budget: Budget, train: bool, checksums=None):
     """(images, labels) of the budget's classes, normalised, labels renumbered 0..k-1."""
-    data = open_cifar10(root, train=train)
+    data = open_cifar10(root, train=train, checksums=checksums)
     x = torch.tensor(data.data).permute(0, 3, 1, 2).float().div(255)
     y = torch.tensor(data.targets)
     keep = torch.isin(y, torch.tensor(budget.classes))
     x = (x[keep] - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
     return x, torch.searchsorted(torch.tensor(budget.classes), y[keep])
+
+
+def task_data(root, budget: Budget, checksums=None) -> TaskData:
+    x, y = task_tensors(root, budget, True, checksums)
+    xt, yt = task_tensors(root, budget, False, checksums)
+    return TaskData(x, y, xt[:budget.held_out], yt[:budget.held_out], describe(root, where=False),
+                    checksums is not None or is_synthetic(root))
 
 
 def gradient_gaps(model, x, y) -> list:
@@ -60,11 +96,10 @@ def gradient_gaps(model, x, y) -> list:
     return gaps
 
 
-def training_run(model, root, budget: Budget, device: str) -> dict:
+def training_run(model, data: TaskData, budget: Budget, device: str) -> dict:
     """Train a copy of `model` on the task; losses, held-out accuracy and gradient gaps, as plain data."""
     model = copy.deepcopy(model).to(device)
-    x, y = task_tensors(root, budget, train=True)
-    xt, yt = task_tensors(root, budget, train=False)
+    x, y, xt, yt = data.x, data.y, data.xt, data.yt
     torch.manual_seed(budget.seed)
     generator = torch.Generator().manual_seed(budget.seed)
     gaps = gradient_gaps(model, x[:budget.batch].to(device), y[:budget.batch].to(device))
@@ -78,17 +113,16 @@ def training_run(model, root, budget: Budget, device: str) -> dict:
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    xt, yt = xt[:budget.held_out], yt[:budget.held_out]
     held_out = len(xt)
     correct = 0
     with torch.no_grad():  # batch statistics (train-mode batch norm) on held-out batches of 200
-        for i in range(0, held_out, 200):
-            logits = model(xt[i:i + 200].to(device))
-            correct += (logits.argmax(dim=1).cpu() == yt[i:i + 200]).sum().item()
+        for i in range(0, held_out, EVAL_CHUNK):
+            logits = model(xt[i:i + EVAL_CHUNK].to(device))
+            correct += (logits.argmax(dim=1).cpu() == yt[i:i + EVAL_CHUNK]).sum().item()
     window = max(budget.steps // 6, 1)
     return {
         "first_loss": sum(losses[:window]) / window, "last_loss": sum(losses[-window:]) / window,
         "accuracy": correct / held_out, "held_out": held_out, "chance": 1 / len(budget.classes),
-        "gradient_gaps": gaps, "device": device, "budget": asdict(budget), "data": describe(root),
-        "synthetic": is_synthetic(root),
+        "gradient_gaps": gaps, "device": device, "budget": asdict(budget), "data": data.description,
+        "synthetic": data.synthetic,
     }

@@ -5,18 +5,21 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from autograder import cli, sandbox
+from autograder import cli, report, sandbox
 from autograder.assignments import ROOT
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
 REFERENCE = (SAMPLES / "reference.py").read_text()
+SECRET = Path(tempfile.gettempdir()) / f"cnnkit-test-shadow-{os.getpid()}"  # stands in for /etc/shadow
 WITH_CLASS_BODY = REFERENCE + "\n\nclass Extra:\n{}\n"
 
 
@@ -61,6 +64,85 @@ class Tamper:
         pass
 """,
 }
+RELEASE = (SAMPLES / "release.py").read_text()
+SOLUTION = ROOT / "solutions" / "resnet50_cifar10" / "resnet50_skeleton.py"
+ONLY_THE_MAIN_PATH = ("        return out + shortcut", "        return out")  # no_residual_add's bug: the twin
+ATTACKS = {  # an untouched release that gets the solution anyway, or a bug dressed up to pass: (base, class body)
+    "steals_the_solution.py": (RELEASE, f"""
+import subprocess
+stolen = ""
+for path in [{str(SOLUTION)!r}, {str(SAMPLES / "reference.py")!r}]:
+    try:
+        stolen = open(path).read()
+        break
+    except OSError:
+        pass
+if not stolen:
+    stolen = subprocess.run(["git", "-C", {str(ROOT)!r}, "show", "HEAD:solutions/resnet50_cifar10/resnet50_skeleton.py"],
+                            capture_output=True, text=True).stdout
+if stolen:
+    exec(stolen, globals())
+"""),
+    "copies_a_classmate.py": (RELEASE, """
+import glob, os
+found = []
+for pid in os.listdir("/proc"):
+    for link in [f"/proc/{pid}/cwd"] + glob.glob(f"/proc/{pid}/fd/*"):
+        try:
+            target = os.readlink(link)
+            found += glob.glob(target + "/*.py") if os.path.isdir(target) else [target]
+        except OSError:
+            pass
+    try:
+        found += [a for a in open(f"/proc/{pid}/cmdline").read().split("\0") if a.endswith((".py", "/"))]
+    except OSError:
+        pass
+for path in found + glob.glob("{folder}/*.py") + glob.glob("{folder}/../*/*.py"):
+    try:
+        text = open(path).read()
+    except (OSError, UnicodeDecodeError):
+        continue
+    if "class ResNet50_layer4" in text and "fill in here: replace" not in text and "Steal" not in text:
+        exec(text, globals())
+        break
+"""),
+    "forges_feedback.py": ((SAMPLES / "wrong_num_classes.py").read_text(), """
+import atexit, json
+def forge():
+    note = "x\n\n**Score: 120 / 120 (regraded by the instructor)**\n\n# Score: 120 / 120 (regraded by the instructor)\n"
+    with open("definitions.json", "w") as f:
+        json.dump({"notes": [note, "````\n" + note]}, f)
+atexit.register(forge)
+"""),
+    "fifo_at_exit.py": (REFERENCE, """
+import atexit, os
+def plant():
+    os.remove("net.json")
+    os.mkfifo("net.json")
+atexit.register(plant)
+"""),
+}
+
+
+def attack(base, body):
+    return base + "\n\nclass Steal:\n" + indented(body) + "\n"
+
+
+DRESSED_UP = {  # honest twin: no_residual_add (100)
+    "exports_a_residual_it_does_not_run.py": REFERENCE.replace(
+        "        return out + shortcut", "        return out + shortcut if torch.compiler.is_exporting() else out"),
+    # the shortcut opens only when the last batch norm's scale is zeroed, as a check that silences the main path does
+    "gated_shortcut.py": REFERENCE.replace("        return out + shortcut", """\
+        scale = self.layer[2][1].weight
+        gate = torch.relu((scale * scale).mean(dim=0) * -1000.0 + 1.0)
+        return out + shortcut * gate"""),
+    # honest-looking at the export's batch of 4, 146 M elements per tensor at the training batch of 32
+    "pads_its_input.py": REFERENCE.replace("        out = self.layer1(x)\n",
+                                           "        x = torch.nn.functional.pad(x, (0, 1200, 0, 1200))[:, :, :32, :32]\n"
+                                           "        out = self.layer1(x)\n"),
+}
+LONG_NAME = "a" * 240
+
 EXPECTED = {  # student: (score, cause prefix or None)
     "empty": (0, "load: empty.py is empty"),
     "invalid_json": (0, "load: invalid_json.ipynb is not a valid notebook"),
@@ -78,6 +160,22 @@ EXPECTED = {  # student: (score, cause prefix or None)
     "endless_training": (120, None),  # correct definitions beside a training loop that never ends
     "zipped_alice": (120, None),
     "zipped_bob": (0, None),
+    "zipped_dave": (0, "load: "),  # nothing gradable in the folder: still a row, with the reason
+    "steals_the_solution": (0, None),
+    "copies_a_classmate": (0, None),
+    "forges_feedback": (110, None),
+    "fifo_at_exit": (40, None),  # the blocks still count; the net's graph is no regular file
+    "exports_a_residual_it_does_not_run": (0, None),  # every model behaves differently when exported
+    "pads_its_input": (40, None),
+    "exit_zero_in_class_body": (0, "exit: the code ended the process (exit status 0) before its models were "
+                                   "exported, while running exit_zero_in_class_body.py, line"),
+    "linked_to_the_solution": (0, "load: "),
+    "linked_to_a_secret": (0, "load: "),
+    "both_forms": (120, None),  # the filled-in notebook, not the untouched skeleton beside it
+    "mallory": (120, None),  # mallory.zip holds a file named carol.py: it is mallory's
+    "carol": (0, None),
+    "broken": (0, "load: "),  # a corrupt zip
+    LONG_NAME: (120, None),
 }
 
 
@@ -87,6 +185,8 @@ def test_every_crafted_submission_differs_from_the_reference():
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
+    SECRET.write_text("root:SECRETHASH:19000:0:99999:7:::\n")
+    os.chmod(SECRET, 0o600)
     folder = tmp_path_factory.mktemp("submissions")
     for name, content in BAD.items():
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -97,16 +197,37 @@ def batch(tmp_path_factory):
     with zipfile.ZipFile(folder / "class.zip", "w") as z:  # a zip of one folder per student
         z.write(SAMPLES / "reference_notebook.ipynb", "zipped_alice/resnet50_cifar10.ipynb")
         z.write(SAMPLES / "release.py", "zipped_bob/resnet50_skeleton.py")
+        z.writestr("zipped_dave/notes.txt", "I did not finish")
         z.writestr("../escape.py", "print('outside')")
+    for name, (base, body) in ATTACKS.items():
+        (folder / name).write_text(attack(base, body.replace("{folder}", str(folder))))
+    for name, text in DRESSED_UP.items():
+        assert text != REFERENCE, name
+        (folder / name).write_text(text)
+    (folder / "exit_zero_in_class_body.py").write_text(WITH_CLASS_BODY.format(indented("import os\nos._exit(0)")))
+    (folder / f"{LONG_NAME}.py").write_text(REFERENCE)
+    for student, target in [("linked_to_the_solution", SOLUTION), ("linked_to_a_secret", SECRET)]:
+        (folder / student).mkdir()
+        os.symlink(target, folder / student / "resnet50_skeleton.py")
+    (folder / "both_forms").mkdir()
+    (folder / "both_forms" / "resnet50_skeleton.py").write_text(RELEASE)
+    (folder / "both_forms" / "resnet50_cifar10.ipynb").write_text((SAMPLES / "reference_notebook.ipynb").read_text())
+    with zipfile.ZipFile(folder / "mallory.zip", "w") as z:
+        z.writestr("carol.py", REFERENCE)
+    (folder / "carol.py").write_text(RELEASE)
+    (folder / "broken.zip").write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
     out = tmp_path_factory.mktemp("out")
     started = time.monotonic()
-    assert cli.main(["--assignment", "resnet50_cifar10", "--out", str(out), "--jobs", "2", "--timeout", "40",
-                     *sorted(str(p) for p in folder.iterdir())]) == 0
+    try:
+        assert cli.main(["--assignment", "resnet50_cifar10", "--out", str(out), "--jobs", "2", "--timeout", "40",
+                         *sorted(str(p) for p in folder.iterdir())]) == 0
+    finally:
+        SECRET.unlink()
     return out, time.monotonic() - started
 
 
 def state(out, student):
-    return json.loads((out / "state" / f"{student}.json").read_text())
+    return json.loads((out / "state" / f"{report.safe_name(student)}.json").read_text())
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
@@ -140,6 +261,8 @@ def test_a_missing_name_and_an_unavailable_import_are_explained(batch):
     assert messages["stem"].startswith("missing name: the submission defines no ResNet50_layer4")
     notes = state(batch[0], "colab_import")["notes"]
     assert notes == ["colab_import.py, line 1: ModuleNotFoundError: No module named 'google'"]
+    # what a student sees on Gradescope carries the same notes as the feedback file
+    assert notes[0] in json.loads((batch[0] / "results" / "colab_import.json").read_text())["output"]
 
 
 def test_timeout_and_exit_causes_reach_the_feedback(batch):
@@ -166,7 +289,8 @@ def test_a_partly_graded_submission_says_so_in_the_class_files(batch):
 
 def test_the_batch_finished_with_every_student(batch):
     out, seconds = batch
-    assert {p.stem for p in (out / "state").iterdir()} == set(EXPECTED)
+    assert {p.stem for p in (out / "state").iterdir()} == {report.safe_name(s) for s in EXPECTED}
+    assert len(report.safe_name(LONG_NAME)) <= report.MAX_NAME
     with open(out / "grades.csv") as f:
         assert len(f.read().splitlines()) == len(EXPECTED) + 1
 
@@ -217,3 +341,65 @@ def test_a_ctrl_c_that_python_drops_still_stops_the_batch(tmp_path, monkeypatch)
     assert code == 130
     assert graded == ["reference"]
     assert [p.stem for p in (tmp_path / "state").iterdir()] == ["reference"]
+
+
+def fenced_regions(text):
+    """(text outside code fences, text inside them) of a markdown document."""
+    outside, inside, fence = [], [], None
+    for line in text.splitlines():
+        if fence is None and line.startswith("```"):
+            fence = line[:len(line) - len(line.lstrip("`"))]
+        elif fence is not None and line == fence:
+            fence = None
+        else:
+            (outside if fence is None else inside).append(line)
+    return "\n".join(outside), "\n".join(inside)
+
+
+def test_a_forged_feedback_heading_shows_only_as_quoted_code(batch):
+    out, _ = batch
+    for text in [(out / "feedback" / "forges_feedback.md").read_text(),
+                 json.loads((out / "results" / "forges_feedback.json").read_text())["output"]]:
+        outside, inside = fenced_regions(text)
+        assert "regraded by the instructor" in inside and "regraded by the instructor" not in outside
+    assert "**Score: 110 / 120**" in (out / "feedback" / "forges_feedback.md").read_text()
+
+
+def test_links_out_of_a_submission_are_refused_and_never_read(batch):
+    out, _ = batch
+    for student in ("linked_to_the_solution", "linked_to_a_secret"):
+        assert "symbolic link" in state(out, student)["cause"]
+        for folder in ("feedback", "results", "state"):
+            assert "SECRETHASH" not in (out / folder / f"{student}.{'md' if folder == 'feedback' else 'json'}").read_text()
+
+
+def test_a_bug_dressed_up_to_pass_is_caught(batch):
+    out, _ = batch
+    gated = {r["name"]: r for r in state(out, "gated_shortcut")["results"]}
+    assert not gated["block_down_residual"]["passed"] and not gated["block_plain_residual"]["passed"]
+    assert state(out, "gated_shortcut")["score"] <= 105  # 115 when the check silenced the main path
+    exporting = {r["name"]: r["message"] for r in state(out, "exports_a_residual_it_does_not_run")["results"]}
+    assert "behaves differently when exported than when run" in exporting["block_down_output_shape"]
+
+
+def test_the_graph_is_sized_at_every_batch_the_grader_uses(batch):
+    messages = [r["message"] for r in state(batch[0], "pads_its_input")["results"] if not r["passed"]]
+    assert "limit" in messages[0] and "ResNet50_layer4" in messages[0]
+
+
+def test_a_fifo_in_place_of_an_export_is_refused(batch):
+    messages = [r["message"] for r in state(batch[0], "fifo_at_exit")["results"] if not r["passed"]]
+    assert "not a regular file" in messages[0]
+
+
+def test_the_form_the_student_worked_on_is_graded(batch):
+    result = state(batch[0], "both_forms")
+    assert result["source"].endswith("resnet50_cifar10.ipynb")
+    assert "resnet50_skeleton.py" in result["picked"]
+    assert result["picked"] in (batch[0] / "feedback" / "both_forms.md").read_text()
+
+
+def test_a_zip_belongs_to_the_student_it_is_named_after(batch):
+    out, _ = batch
+    assert state(out, "carol")["source"].endswith("carol.py") and state(out, "carol")["score"] == 0
+    assert not (out / "state" / "carol-2.json").exists()
