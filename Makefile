@@ -18,20 +18,19 @@ test: $(VENV)/.ready
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure here."; fi; \
 	exit $$status
 
+BENCH_COPIES ?= 4
 bench: $(VENV)/.ready
-	$(PY) bench/grade_copies.py --copies 4
+	$(PY) bench/grade_copies.py --copies $(BENCH_COPIES)
 
 release: $(VENV)/.ready
 	$(PY) -m autograder.release
 
-check-bench: $(VENV)/.ready
-	$(PY) bench/grade_copies.py --copies 4
-
-release: $(VENV)/.ready
+check-release: $(VENV)/.ready
 	$(PY) -m autograder.release --check
 
+DATA_DIR ?= data/synthetic
 data: $(VENV)/.ready
-	$(PY) -m autograder.data data/synthetic
+	$(PY) -m autograder.data $(DATA_DIR)
 
 $(VENV)/.ready: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

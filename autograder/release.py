@@ -56,7 +56,8 @@ def release_files(assignment: Assignment) -> dict:
             student,
             f"{assignment.module}: the graded code of {assignment.notebook}.\n\n"
             "Fill in the parts marked `fill in here`, here or in the notebook, and submit either file.\n"
-            "Keep every name and signature: the autograder builds these classes by name.\n",
+            "Keep every name and signature: the grader builds these classes by name.\n"
+            f"`python {assignment.module}` runs the notebook's sanity checks.\n",
         ),
         assignment.reference_module: module_source(
             read(assignment.source),

@@ -117,15 +117,24 @@ def grade_all(tasks, context, jobs, deadline_s, memory_bytes=0, hellos=None):
             if hellos is not None:
                 hellos.append(workers[-1].hello)
         while pending or any(w.task for w in workers):
+            broken = set()
             for w in workers:
                 if w.task is None and pending:
-                    w.send(pending.popleft())
-            busy = [w for w in workers if w.task]
-            ready = wait([w.conn for w in busy], timeout=1.0)
+                    try:
+                        w.send(pending.popleft())
+                    except OSError:  # the worker died while idle: its task goes to a fresh one
+                        broken.add(w)
+            busy = [w for w in workers if w.task and w not in broken]
+            ready = wait([w.conn for w in busy], timeout=1.0) if busy else []
             for i, w in enumerate(workers):
                 if not w.task:
                     continue
                 student, path = w.task[0], w.task[1]
+                if w in broken:
+                    pending.appendleft(w.task)
+                    w.stop(grace_s=1.0)
+                    workers[i] = Worker(context, i + 1, memory_bytes)
+                    continue
                 if w.conn in ready:
                     try:
                         data = json.loads(w.conn.recv_bytes())

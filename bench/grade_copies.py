@@ -5,7 +5,8 @@
 Per submission (means over the copies): process start (the sandboxed child importing torch), load (parsing the
 submission), export (defining and exporting its models in the child), rebuild, checks and the training run; then
 the wall time per submission of the whole batch, and peak resident memory of the grading process and of the
-largest child. Targets on the 2-core CPU: <= 20 s per submission, grading process <= 3 GB.
+largest child. Speed is also given as a ratio that machines of different speed share: seconds per submission
+over seconds of one training step of the reference net (Adam, batch 32), measured in the same run.
 """
 import argparse
 import json
@@ -23,6 +24,31 @@ sys.path.insert(0, str(ROOT))
 from autograder import cli  # noqa: E402
 
 STAGES = ["process_start", "load", "export", "rebuild", "checks", "training"]
+
+
+def training_step_seconds(device, steps=10):
+    """Seconds of one Adam step (batch 32) of the reference net on `device`, after two warm-up steps."""
+    import torch
+    import torch.nn.functional as F
+
+    from tests.helpers import import_file
+
+    torch.manual_seed(0)
+    model = import_file(ROOT / "solutions" / "resnet50_cifar10" / "resnet50_skeleton.py").ResNet50_layer4().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.randn(32, 3, 32, 32, device=device), torch.randint(0, 10, (32,), device=device)
+    for i in range(steps + 2):
+        if i == 2:
+            if device == "cuda":
+                torch.cuda.synchronize()
+            started = time.monotonic()
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.monotonic() - started) / steps
 
 
 def main():
@@ -54,7 +80,10 @@ def main():
     print(f"\n{args.copies} copies of the reference, --jobs {args.jobs}, training on {args.device}")
     for stage, seconds in timings.items():
         print(f"  {stage:<32} {seconds:6.2f} s")
+    step = training_step_seconds(args.device)
     print(f"  {'wall time per submission':<32} {wall / args.copies:6.2f} s   (batch {wall:.1f} s)")
+    print(f"  {'one training step (reference)':<32} {step:6.3f} s")
+    print(f"  {'submission / training step':<32} {wall / args.copies / step:6.1f}")
     print(f"  {'peak RSS, grading process':<32} {grader_mb:6.0f} MB")
     print(f"  {'peak RSS, largest child':<32} {child_mb:6.0f} MB")
     shutil.rmtree(work, ignore_errors=True)

@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from autograder.assignments import ASSIGNMENTS
@@ -20,11 +18,10 @@ def synthetic_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smallest_budget(synthetic_root, tmp_path_factory):
-    """Environment for executing an assignment notebook as fast as it goes: one epoch on a few images."""
+    """Settings for executing an assignment notebook as fast as it goes, one epoch on a few images: they replace
+    the values of the notebook's settings cell (autograder.notebooks.with_settings)."""
     out = tmp_path_factory.mktemp("outputs")
     return {
-        "KIT_DATA_DIR": str(synthetic_root), "KIT_DOWNLOAD": "0", "KIT_EPOCHS": "1", "KIT_TRAIN_SUBSET": "64",
-        "KIT_TEST_SUBSET": "32", "KIT_BATCH_SIZE": "32", "KIT_OUTPUT_DIR": str(out),
-        # the kernel inherits our environment: keep it on two threads like the machine
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+        "DATA_DIR": str(synthetic_root), "DOWNLOAD": False, "EPOCHS": 1, "TRAIN_SUBSET": 64, "TEST_SUBSET": 32,
+        "BATCH_SIZE": 32, "OUTPUT_DIR": str(out),
     }

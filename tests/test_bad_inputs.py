@@ -16,11 +16,16 @@ from nbformat.v4 import new_code_cell
 
 from autograder import cli, report, sandbox
 from autograder.assignments import ROOT
+from autograder.grade import StudentResult
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
 REFERENCE = (SAMPLES / "reference.py").read_text()
 SECRET = Path(tempfile.gettempdir()) / f"cnnkit-test-shadow-{os.getpid()}"  # stands in for /etc/shadow
-WITH_CLASS_BODY = REFERENCE + "\n\nclass Extra:\n{}\n"
+
+
+def with_class_body(code):
+    """The reference plus a class whose body runs `code` while the definitions are read."""
+    return REFERENCE + "\n\nclass Extra:\n" + indented(code) + "\n"
 
 
 def indented(code):
@@ -32,13 +37,13 @@ BAD = {  # file name: contents
     "invalid_json.ipynb": '{"cells": [ this is not json',
     "binary_junk.ipynb": bytes(range(256)) * 40,
     "syntax_error.py": REFERENCE.replace("class ResidualBlock(nn.Module):", "class ResidualBlock(nn.Module)"),
-    "endless_loop.py": WITH_CLASS_BODY.format(indented("while True:\n    pass")),
+    "endless_loop.py": with_class_body("while True:\n    pass"),
     "huge_allocation.py": REFERENCE.replace(
         "        self.fc = nn.Linear(1024, num_classes)\n",
         "        self.hog = torch.zeros(1 << 40)  # 4 TB\n        self.fc = nn.Linear(1024, num_classes)\n"),
     "exit_at_top_level.py": REFERENCE + "\nimport sys, os\nsys.exit(3)\nos._exit(4)\n",
-    "exit_in_class_body.py": WITH_CLASS_BODY.format(indented("import os\nos._exit(4)")),
-    "floods_output.py": WITH_CLASS_BODY.format(indented("for _ in range(50):\n    print('x' * 1_000_000)")),
+    "exit_in_class_body.py": with_class_body("import os\nos._exit(4)"),
+    "floods_output.py": with_class_body("for _ in range(50):\n    print('x' * 1_000_000)"),
     "renamed_class.py": REFERENCE.replace("class ResNet50_layer4(nn.Module):", "class ResNet50(nn.Module):"),
     "colab_import.py": "from google.colab import drive\n" + REFERENCE,
     # the honest twin is wrong_num_classes (110): tampering must not raise that
@@ -94,7 +99,7 @@ for pid in os.listdir("/proc"):
         except OSError:
             pass
     try:
-        found += [a for a in open(f"/proc/{pid}/cmdline").read().split("\0") if a.endswith((".py", "/"))]
+        found += [a for a in open(f"/proc/{pid}/cmdline").read().split(chr(0)) if a.endswith((".py", "/"))]
     except OSError:
         pass
 for path in found + glob.glob("{folder}/*.py") + glob.glob("{folder}/../*/*.py"):
@@ -106,17 +111,19 @@ for path in found + glob.glob("{folder}/*.py") + glob.glob("{folder}/../*/*.py")
         exec(text, globals())
         break
 """),
-    "forges_feedback.py": ((SAMPLES / "wrong_num_classes.py").read_text(), """
-import atexit, json
-def forge():
+    "forges_feedback.py": ((SAMPLES / "wrong_num_classes.py").read_text(), r"""
+import atexit
+def forge():  # at exit, after the export: the notes file now claims a regrade
+    import json
     note = "x\n\n**Score: 120 / 120 (regraded by the instructor)**\n\n# Score: 120 / 120 (regraded by the instructor)\n"
     with open("definitions.json", "w") as f:
         json.dump({"notes": [note, "````\n" + note]}, f)
 atexit.register(forge)
 """),
     "fifo_at_exit.py": (REFERENCE, """
-import atexit, os
-def plant():
+import atexit
+def plant():  # at exit, after the export: the graph the grader reads becomes a FIFO
+    import os
     os.remove("net.json")
     os.mkfifo("net.json")
 atexit.register(plant)
@@ -164,9 +171,11 @@ EXPECTED = {  # student: (score, cause prefix or None)
     "steals_the_solution": (0, None),
     "copies_a_classmate": (0, None),
     "forges_feedback": (110, None),
-    "fifo_at_exit": (40, None),  # the blocks still count; the net's graph is no regular file
-    "exports_a_residual_it_does_not_run": (0, None),  # every model behaves differently when exported
-    "pads_its_input": (40, None),
+    "fifo_at_exit": (55, None),  # the blocks and the listed parameter counts still count; the net's graph is no
+    # regular file
+    "exports_a_residual_it_does_not_run": (15, None),  # every model behaves differently when exported: only the
+    # parameter counts, which need no run, score
+    "pads_its_input": (55, None),
     "exit_zero_in_class_body": (0, "exit: the code ended the process (exit status 0) before its models were "
                                    "exported, while running exit_zero_in_class_body.py, line"),
     "linked_to_the_solution": (0, "load: "),
@@ -204,7 +213,7 @@ def batch(tmp_path_factory):
     for name, text in DRESSED_UP.items():
         assert text != REFERENCE, name
         (folder / name).write_text(text)
-    (folder / "exit_zero_in_class_body.py").write_text(WITH_CLASS_BODY.format(indented("import os\nos._exit(0)")))
+    (folder / "exit_zero_in_class_body.py").write_text(with_class_body("import os\nos._exit(0)"))
     (folder / f"{LONG_NAME}.py").write_text(REFERENCE)
     for student, target in [("linked_to_the_solution", SOLUTION), ("linked_to_a_secret", SECRET)]:
         (folder / student).mkdir()
@@ -318,20 +327,21 @@ def test_an_interrupted_run_keeps_finished_results_and_resumes(tmp_path):
 
 
 def test_a_ctrl_c_that_python_drops_still_stops_the_batch(tmp_path, monkeypatch):
-    """A KeyboardInterrupt raised inside Python's at-fork handlers (each sandbox run forks) is reported as
-    unraisable and lost; the batch must stop after the student in hand all the same."""
+    """A KeyboardInterrupt raised where Python drops it (inside an at-fork handler, say) is reported as unraisable
+    and lost; the batch must stop after the student in hand all the same."""
     graded = []
 
-    def grade_swallowing_ctrl_c(student, path, context, scratch, slot=1):
-        graded.append(student)
-        if len(graded) == 1:
-            try:
-                cli._on_ctrl_c(signal.SIGINT, None)  # what Ctrl-C runs, its exception then dropped
-            except KeyboardInterrupt:
-                pass
-        return cli.StudentResult(student, str(path), [])
+    def grade_swallowing_ctrl_c(tasks, *args, **kwargs):
+        for student, path, _, _ in tasks:
+            graded.append(student)
+            if len(graded) == 1:
+                try:
+                    cli._on_ctrl_c(signal.SIGINT, None)  # what Ctrl-C runs, its exception then dropped
+                except KeyboardInterrupt:
+                    pass
+            yield StudentResult(student, str(path), [])
 
-    monkeypatch.setattr(cli, "grade", grade_swallowing_ctrl_c)
+    monkeypatch.setattr(cli, "grade_all", grade_swallowing_ctrl_c)
     monkeypatch.setattr(cli, "_INTERRUPTED", False)
     try:
         code = cli.main(["--assignment", "resnet50_cifar10", "--out", str(tmp_path),

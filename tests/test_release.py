@@ -1,14 +1,20 @@
 """The student release is nbgrader's output of the instructor notebook: in sync, stubbed, and free of solutions."""
+import contextlib
+import io
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from autograder.notebooks import read
+from autograder.assignments import ROOT
+from autograder.notebooks import SETTINGS_TAG, read, tagged, with_settings
 from autograder.release import STUB, stale
 from tests.helpers import import_file
 
 SOLUTION_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
+STUB_LINE = re.compile(r'^[ \t]*raise NotImplementedError\("fill in here')
 
 
 def solution_lines(assignment):
@@ -33,7 +39,9 @@ def test_release_shows_no_solution_code(assignment):
     lines = solution_lines(assignment)
     assert len(lines) >= 15  # the two block branches and every layer of the net
     for name, text in released_texts(assignment).items():
-        leaked = sorted(line for line in lines if line in text)
+        # the comment above each stub names what to assign (`# self.layer1 = nn.Sequential(...): ...`): an opening
+        # line like `self.layer1 = nn.Sequential(` may show there, and only there
+        leaked = sorted(line for line in lines if text.count(line) > text.count(f"# {line}...)"))
         assert not leaked, f"{name} shows solution lines: {leaked}"
 
 
@@ -87,3 +95,108 @@ def test_student_module_imports_and_fails_clearly_at_each_stub(assignment, build
     with pytest.raises(NotImplementedError, match="fill in here"):
         build(skeleton)
 
+
+
+def named_results(text):
+    """What a line of code or comment says is assigned: {"self.<attr>", ...}, or {"return"}."""
+    attrs = {f"self.{a}" for a in re.findall(r"\bself\.(\w+) =", text)}
+    return attrs or ({"return"} if re.search(r"\breturn\b", text) else set())
+
+
+def test_every_stub_sits_under_a_comment_naming_what_to_assign(assignment):
+    source = "\n".join(c.source for c in read(assignment.source).cells)
+    wanted = [named_results(region) for region in SOLUTION_REGION.findall(source)]
+    assert all(wanted) and len(wanted) == 7
+    for name, text in released_texts(assignment).items():
+        lines = text.splitlines()
+        stubs = [i for i, line in enumerate(lines) if STUB_LINE.match(line)]
+        assert len(stubs) == len(wanted), name
+        for i, want in zip(stubs, wanted):
+            above = lines[i - 1].strip()
+            assert above.startswith("# "), f"{name}, line {i + 1}: no comment right above the stub"
+            assert named_results(above) == want, f"{name}, line {i}: {above!r} should name {sorted(want)}"
+
+
+def test_the_points_in_the_headings_add_up_to_what_the_grader_gives(assignment):
+    checks = (ROOT / "autograder" / "checks" / f"{assignment.name}.py").read_text()
+    total = sum(int(n) for n in re.findall(r"@pytest\.mark\.points\((\d+)\)", checks))
+    assert total == 120
+    for path in (assignment.source, assignment.student_notebook):
+        markdown = [c.source for c in read(path).cells if c.cell_type == "markdown"]
+        headings = [int(n) for text in markdown for n in re.findall(r"^#+ .*\((\d+) points\)$", text, re.M)]
+        assert len(headings) >= 3 and sum(headings) == total, (path.name, headings)
+        intro = markdown[0]
+        rows = re.findall(r"^\|(?! \*\*total).*\| (\d+) \|$", intro, re.M)
+        assert sum(int(n) for n in rows) == total, (path.name, rows)
+        assert f"**{total}**" in intro and f"{total} in all" in intro, path.name
+
+
+def settings_of(nb, **changes):
+    """The values the notebook's settings cell gives, after `changes` are applied to it."""
+    cell, = tagged(with_settings(nb, changes), SETTINGS_TAG)
+    namespace = {"torch": torch}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(cell.source, namespace)
+    return namespace
+
+
+def test_run_all_is_a_small_run_and_the_full_run_is_one_setting_away(assignment):
+    for path in (assignment.source, assignment.student_notebook):
+        nb = read(path)
+        quick = settings_of(nb)
+        # 5,000 images x 2 epochs took 3 to 4 minutes for both models on this 2-core CPU
+        assert quick["FULL_RUN"] is False and 0 < quick["TRAIN_SUBSET"] * quick["EPOCHS"] <= 10_000, path.name
+        assert 0 < quick["TEST_SUBSET"] <= 1_000, path.name
+        full = settings_of(nb, FULL_RUN=True)
+        assert (full["EPOCHS"], full["TRAIN_SUBSET"], full["TEST_SUBSET"]) == (10, 0, 0), path.name
+        assert (full["OPTIMIZER"], full["LR"]) == ("sgd", 0.01), path.name
+        assert tagged(nb, SETTINGS_TAG)[0].source.startswith(
+            "FULL_RUN = False  # True: all 50,000 images for 10 epochs"), path.name
+
+
+TOOLING = [re.compile(p, re.I) for p in (
+    r"autograder", r"autograding", r"nbgrader", r"\bkit\b", r"KIT_", r"\bmake (demo|test|release|reference-run|data)",
+    r"\breleas", r"hidden", r"instructor", r"sandbox", r"sample submission", r"solution",
+)] + [re.compile(r"\bTAs?\b")]
+
+
+def test_the_student_reads_nothing_about_the_course_tooling(assignment):
+    for name, text in released_texts(assignment).items():
+        found = sorted({m.group(0) for pattern in TOOLING for m in pattern.finditer(text)})
+        assert not found, f"{name} speaks of {found}"
+
+
+def run_script(path, cwd):
+    return subprocess.run([sys.executable, str(path)], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+CHECKS_PASSED = ["ResidualBlock(64, 64, 256, downsample=False): (2, 64, 8, 8) -> (2, 256, 8, 8)  ok",
+                 "ResidualBlock(64, 64, 256, downsample=True): (2, 64, 8, 8) -> (2, 256, 4, 4)  ok",
+                 "layer4: (1024, 2, 2)  ok", "output (2, 10), 14,750,730 parameters  ok"]
+
+
+def test_the_reference_module_run_as_a_script_passes_the_sanity_checks(assignment, tmp_path):
+    done = run_script(assignment.reference_module, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for line in CHECKS_PASSED:
+        assert line in done.stdout
+
+
+def test_the_released_skeleton_run_as_a_script_stops_at_the_first_stub(assignment, tmp_path):
+    done = run_script(assignment.student_module, tmp_path)
+    assert done.returncode == 1
+    assert 'NotImplementedError: fill in here' in done.stderr
+    assert "in check_residual_block" in done.stderr and done.stdout == ""
+
+
+def test_the_released_skeleton_filled_in_passes_the_sanity_checks_as_a_script(assignment, tmp_path):
+    module = "\n".join(c.source for c in tagged(read(assignment.source), "module"))
+    regions = iter(re.findall(r"^[ \t]*### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n", module, re.S | re.M))
+    filled = re.sub(r'^[ \t]*raise NotImplementedError\("fill in here.*\n', lambda m: next(regions),
+                    assignment.student_module.read_text(), flags=re.M)
+    assert next(regions, None) is None and "NotImplementedError" not in filled
+    (tmp_path / assignment.module).write_text(filled)
+    done = run_script(tmp_path / assignment.module, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for line in CHECKS_PASSED:
+        assert line in done.stdout

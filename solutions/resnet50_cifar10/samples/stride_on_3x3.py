@@ -30,8 +30,8 @@ class ResidualBlock(nn.Module):
         super().__init__()
         self.downsample = downsample
         if self.downsample:
-            # fill in here (20 points): 1x1 (stride 2) -> 3x3 -> 1x1, in -> middle -> middle -> out.
-            # Hint: use conv1x1 and conv3x3; only the first conv halves H and W.
+            # fill in here (20 points). Hint: use conv1x1 and conv3x3; only the first conv halves H and W.
+            # self.layer = nn.Sequential(...): 1x1 (stride 2) -> 3x3 -> 1x1, in -> middle -> middle -> out
             ### BEGIN SOLUTION
             self.layer = nn.Sequential(
                 conv1x1(in_channels, middle_channels, stride=1, padding=0),
@@ -41,8 +41,8 @@ class ResidualBlock(nn.Module):
             ### END SOLUTION
             self.downsize = conv1x1(in_channels, out_channels, 2, 0)
         else:
-            # fill in here (20 points): 1x1 -> 3x3 -> 1x1 with stride 1, in -> middle -> middle -> out.
-            # Hint: H and W must not change; mind the 3x3's padding.
+            # fill in here (20 points). Hint: H and W must not change; mind the 3x3's padding.
+            # self.layer = nn.Sequential(...): 1x1 -> 3x3 -> 1x1, all stride 1, in -> middle -> middle -> out
             ### BEGIN SOLUTION
             self.layer = nn.Sequential(
                 conv1x1(in_channels, middle_channels, stride=1, padding=0),
@@ -58,12 +58,34 @@ class ResidualBlock(nn.Module):
         return out + shortcut
 
 
+def check_residual_block():
+    x = torch.randn(2, 64, 8, 8)
+    for downsample, expected in [(False, (2, 256, 8, 8)), (True, (2, 256, 4, 4))]:
+        block = ResidualBlock(64, 64, 256, downsample=downsample)
+        kernels = [m.kernel_size for m in block.layer.modules() if isinstance(m, nn.Conv2d)]
+        assert kernels == [(1, 1), (3, 3), (1, 1)], (
+            f"ResidualBlock(downsample={downsample}): self.layer's convolutions have kernels {kernels}; "
+            "expected 1x1, 3x3, 1x1. Build it from conv1x1, conv3x3, conv1x1 in that order.")
+        got = tuple(block(x).shape)
+        if got[1] != expected[1]:
+            raise AssertionError(
+                f"ResidualBlock(64, 64, 256, downsample={downsample}) gave {got[1]} channels, expected 256. "
+                "The channels go in -> middle -> middle -> out: check each conv's in/out arguments.")
+        assert got == expected, (
+            f"ResidualBlock(64, 64, 256, downsample={downsample}) turned a (2, 64, 8, 8) input into {got}, "
+            f"expected {expected}. " + (
+                "With downsample=True exactly one conv of self.layer has stride 2 (the first 1x1), and the 3x3 "
+                "keeps padding 1." if downsample else
+                "With downsample=False every stride is 1 and the 3x3 needs padding 1 to keep 8x8."))
+        print(f"ResidualBlock(64, 64, 256, downsample={downsample}): {tuple(x.shape)} -> {got}  ok")
+
+
 class ResNet50_layer4(nn.Module):
     def __init__(self, num_classes=10):
         super().__init__()
-        # fill in here (25 points, with layer2, fc and avgpool): the stem. 32x32 in, 8x8 out.
-        # Hint: the table's 7x7 conv with 64 filters and stride 2, with the padding that makes W_out 16;
-        # then BatchNorm2d, ReLU(inplace=True), and the 3x3 max pool (stride 2, padding 1) halves again.
+        # fill in here (25 points, with layer2, fc and avgpool): the stem, 32x32 in, 8x8 out.
+        # Hint: the table's 7x7 conv with 64 filters and stride 2, with the padding that makes W_out 16.
+        # self.layer1 = nn.Sequential(...): the 7x7 conv, BatchNorm2d, ReLU(inplace=True), the 3x3 max pool
         ### BEGIN SOLUTION
         self.layer1 = nn.Sequential(
             nn.Conv2d(in_channels=3, out_channels=64, kernel_size=7, stride=2, padding=3),
@@ -72,7 +94,8 @@ class ResNet50_layer4(nn.Module):
             nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
         )
         ### END SOLUTION
-        # fill in here: three ResidualBlocks, 64 -> 256 channels, middle 64; the last one halves H and W.
+        # fill in here: three ResidualBlocks, middle 64; the last one halves H and W.
+        # self.layer2 = nn.Sequential(...): 64 -> 256 channels, 8x8 -> 4x4
         ### BEGIN SOLUTION
         self.layer2 = nn.Sequential(
             ResidualBlock(in_channels=64, middle_channels=64, out_channels=256, downsample=False),
@@ -80,7 +103,8 @@ class ResNet50_layer4(nn.Module):
             ResidualBlock(in_channels=256, middle_channels=64, out_channels=256, downsample=True),
         )
         ### END SOLUTION
-        # fill in here (20 points): four ResidualBlocks, 256 -> 512 channels, middle 128; the last one halves.
+        # fill in here (20 points): four ResidualBlocks, middle 128; the last one halves H and W.
+        # self.layer3 = nn.Sequential(...): 256 -> 512 channels, 4x4 -> 2x2
         ### BEGIN SOLUTION
         self.layer3 = nn.Sequential(
             ResidualBlock(in_channels=256, middle_channels=128, out_channels=512, downsample=False),
@@ -89,7 +113,8 @@ class ResNet50_layer4(nn.Module):
             ResidualBlock(in_channels=512, middle_channels=128, out_channels=512, downsample=True),
         )
         ### END SOLUTION
-        # fill in here (20 points): six ResidualBlocks, 512 -> 1024 channels, middle 256; none downsamples.
+        # fill in here (20 points): six ResidualBlocks, middle 256; none of them downsamples.
+        # self.layer4 = nn.Sequential(...): 512 -> 1024 channels, 2x2 stays 2x2
         ### BEGIN SOLUTION
         self.layer4 = nn.Sequential(
             ResidualBlock(in_channels=512, middle_channels=256, out_channels=1024, downsample=False),
@@ -100,7 +125,8 @@ class ResNet50_layer4(nn.Module):
             ResidualBlock(in_channels=1024, middle_channels=256, out_channels=1024, downsample=False),
         )
         ### END SOLUTION
-        # fill in here: the classifier (1024 features -> num_classes) and a 2x2 average pool with stride 1.
+        # fill in here: the average pool before the classifier, and the classifier.
+        # self.avgpool = nn.AvgPool2d(...): 2x2, stride 1; self.fc = nn.Linear(...): 1024 -> num_classes
         ### BEGIN SOLUTION
         self.fc = nn.Linear(1024, num_classes)
         self.avgpool = nn.AvgPool2d(kernel_size=2, stride=1)
@@ -119,3 +145,46 @@ class ResNet50_layer4(nn.Module):
         out = out.view(out.size(0), -1)
         out = self.fc(out)
         return out
+
+
+STAGE_SHAPES = [  # (stage, expected output for a batch of 2 CIFAR images)
+    ("layer1[0] (the 7x7 conv)", (2, 64, 16, 16)),
+    ("layer1", (2, 64, 8, 8)),
+    ("layer2", (2, 256, 4, 4)),
+    ("layer3", (2, 512, 2, 2)),
+    ("layer4", (2, 1024, 2, 2)),
+    ("avgpool", (2, 1024, 1, 1)),
+]
+EXPECTED_PARAMETERS = 14_750_730
+
+
+def check_resnet50_layer4():
+    model = ResNet50_layer4(num_classes=10).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = tuple(model.layer1[0](x).shape)
+        assert got == STAGE_SHAPES[0][1], (
+            f"The 7x7 conv of layer1 gave {got}, expected {STAGE_SHAPES[0][1]}: use 3 input channels, 64 filters, "
+            "stride 2 and padding 3 (W_out = (32 + 2*3 - 7) / 2 + 1 = 16).")
+        out = x
+        for stage, expected in STAGE_SHAPES[1:]:
+            before, out = tuple(out.shape), getattr(model, stage)(out)
+            assert tuple(out.shape) == expected, (
+                f"{stage} turned {before} into {tuple(out.shape)}, expected {expected}. Compare its blocks with "
+                "the table: each block's in_channels is the previous block's out_channels, and only the blocks "
+                "marked there downsample.")
+        logits = model(x)
+    assert tuple(logits.shape) == (2, 10), (
+        f"The model's output is {tuple(logits.shape)}, expected (2, 10): fc maps 1024 features to num_classes.")
+    count = sum(p.numel() for p in model.parameters())
+    assert count == EXPECTED_PARAMETERS, (
+        f"The model has {count:,} parameters, expected {EXPECTED_PARAMETERS:,}: the shapes are right, so look at "
+        "the widths inside the blocks (middle_channels) and at fc.")
+    for stage, expected in STAGE_SHAPES:
+        print(f"{stage:>24}: {expected[1:]}  ok")
+    print(f"output {tuple(logits.shape)}, {count:,} parameters  ok")
+
+
+if __name__ == "__main__":  # run as a script, this file runs the notebook's sanity checks
+    check_residual_block()
+    check_resnet50_layer4()
