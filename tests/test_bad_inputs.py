@@ -16,6 +16,7 @@ from nbformat.v4 import new_code_cell
 
 from autograder import cli, report, sandbox
 from autograder.assignments import ROOT
+from autograder.load import LoadError, definitions
 from autograder.grade import StudentResult
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
@@ -188,8 +189,24 @@ EXPECTED = {  # student: (score, cause prefix or None)
 }
 
 
-def test_every_crafted_submission_differs_from_the_reference():
-    assert all(content != REFERENCE for content in BAD.values())
+def test_every_crafted_submission_reaches_the_sandbox_as_crafted(tmp_path):
+    """What the child runs (the loader's definitions) differs from the reference's for every crafted .py, so a test
+    that a crafted submission changes nothing cannot pass because the loader dropped the attack (in
+    exit_at_top_level.py the loader drops the exits, its point, but keeps their import)."""
+    reference = definitions_of(tmp_path, "reference.py", REFERENCE)
+    crafted = {**{n: c for n, c in BAD.items() if n.endswith(".py") and isinstance(c, str)},
+               **{n: attack(b, body) for n, (b, body) in ATTACKS.items()}, **DRESSED_UP}
+    same = {name for name, code in crafted.items() if definitions_of(tmp_path, name, code, missing=True) == reference}
+    assert len(crafted) >= 15 and not same
+
+
+def definitions_of(folder, name, code, missing=False):
+    path = folder / name
+    path.write_text(code)
+    try:
+        return [c["code"] for c in definitions(path).chunks]
+    except LoadError:
+        return None if missing else pytest.fail(f"{name} does not load")
 
 
 @pytest.fixture(scope="module")
