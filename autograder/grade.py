@@ -368,8 +368,9 @@ def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits
     broken = {k: v.message for k, v in models.items() if isinstance(v, Missing)}
     if cause or broken:
         raise RuntimeError(f"the reference solution does not export cleanly: {cause or broken}")
-    key = {"assignment": assignment.name, "checks": checklist.fingerprint(), "budget": asdict(budget),
-           "device": device, "data": task.description}
+    # JSON-shaped from the start (tuples as lists), so it equals the key read back from a stored result
+    key = json.loads(json.dumps({"assignment": assignment.name, "checks": checklist.fingerprint(),
+                                 "budget": asdict(budget), "device": device, "data": task.description}))
     cached = cache_dir / "reference-training.json"
     ref_training = None
     if trust_cache and cached.exists():

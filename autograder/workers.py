@@ -111,11 +111,16 @@ def grade_all(tasks, context, jobs, deadline_s, memory_bytes=0, hellos=None):
     columns = context.checklist.columns()
     pending = deque(tasks)
     workers = []
+
+    def start(slot):
+        worker = Worker(context, slot, memory_bytes)
+        if hellos is not None:  # every worker's, replacements too: the summary shows how each was started
+            hellos.append(worker.hello)
+        return worker
+
     try:
         for slot in range(1, min(jobs, len(pending)) + 1):
-            workers.append(Worker(context, slot, memory_bytes))
-            if hellos is not None:
-                hellos.append(workers[-1].hello)
+            workers.append(start(slot))
         while pending or any(w.task for w in workers):
             broken = set()
             for w in workers:
@@ -133,7 +138,7 @@ def grade_all(tasks, context, jobs, deadline_s, memory_bytes=0, hellos=None):
                 if w in broken:
                     pending.appendleft(w.task)
                     w.stop(grace_s=1.0)
-                    workers[i] = Worker(context, i + 1, memory_bytes)
+                    workers[i] = start(i + 1)
                     continue
                 if w.conn in ready:
                     try:
@@ -149,7 +154,9 @@ def grade_all(tasks, context, jobs, deadline_s, memory_bytes=0, hellos=None):
                 if "failure" in data:  # the worker is in an unknown state: a fresh one takes its place
                     w.stop(grace_s=2.0)
                     data = failed(student, path, columns, data["failure"])
-                    workers[i] = Worker(context, i + 1, memory_bytes)
+                    w.task = None
+                    if pending:
+                        workers[i] = start(i + 1)
                 else:
                     w.task = None
                 yield StudentResult.from_json(data)
