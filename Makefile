@@ -19,8 +19,9 @@ test: $(VENV)/.ready
 	exit $$status
 
 BENCH_COPIES ?= 4
+BENCH_JOBS ?= 1
 bench: $(VENV)/.ready
-	$(PY) bench/grade_copies.py --copies $(BENCH_COPIES)
+	$(PY) bench/grade_copies.py --copies $(BENCH_COPIES) --jobs $(BENCH_JOBS)
 
 release: $(VENV)/.ready
 	$(PY) -m autograder.release
