@@ -34,8 +34,10 @@ def _on_ctrl_c(signum, frame):
 
 
 def unique(submissions):
+    """One name per student (a clash gets "-2", "-3"). Names from a class zip's folders come last, so a zip that
+    holds a folder named after a classmate cannot take the name of the classmate's own file."""
     seen = {}
-    for s in submissions:
+    for s in sorted(submissions, key=lambda s: s.from_class_zip):  # stable: otherwise in the order given
         base, n = s.student, 1
         while report.safe_name(s.student) in seen:
             n += 1

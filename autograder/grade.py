@@ -114,9 +114,12 @@ def _reason(spec, error: dict, notes: list, hide, part="", shapes=None) -> Missi
     if kind == "MemoryError" or "can't allocate memory" in said:
         return Missing(f"memory: building {call} asked for more memory than the grader allows")
     if kind == "AttributeError" and f"no attribute '{spec['build']}'" in said:
-        why = f" (perhaps because {plain(notes[0], 300, hide)})" if notes else ""
-        return Missing(f"missing name: the submission defines no {spec['build']}{why}. The autograder reads only "
-                       "definitions (imports, functions, classes, constants): keep the name and signature as given.")
+        # the first note (a statement that failed) may say why, but a child could have written it: it is shown as
+        # what the code said, never inside the grader's sentence
+        why = " Perhaps a statement before it failed: see below." if notes else ""
+        return Missing(f"missing name: the submission defines no {spec['build']}. The autograder reads only "
+                       "definitions (imports, functions, classes, constants): keep the name and signature as "
+                       f"given.{why}", plain(notes[0], 300, hide) if notes else "")
     if 'missing the required "forward" function' in said:
         return Missing(f"`{spec['build']}` has no `forward`: define `def forward(self, x):` inside the class "
                        "(check its indentation: it must be a method of the class).")

@@ -46,6 +46,7 @@ class Submission:
     student: str
     path: Path
     error: str = None  # why nothing of this student's can be graded (a broken zip, no notebook or .py in it)
+    from_class_zip: bool = False  # named after a folder inside a zip: such a name yields to one given directly
 
 
 @dataclass
@@ -406,7 +407,8 @@ def from_zip(archive: Path, scratch: Path) -> list:
                 folder = scratch_dir / student
                 written, skipped = _unpack(z, members, folder)
                 where = f"your folder {student}/ in {archive.name}" if of_class else archive.name
-                found.append(Submission(student, folder, None if written else _nothing_to_grade(where, skipped)))
+                found.append(Submission(student, folder, None if written else _nothing_to_grade(where, skipped),
+                                        of_class))
     except LoadError as exc:
         return [Submission(archive.stem, archive, str(exc))]
     except zipfile.BadZipFile as exc:

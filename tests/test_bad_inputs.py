@@ -15,9 +15,9 @@ import pytest
 from nbformat.v4 import new_code_cell
 
 from autograder import cli, report, sandbox
-from autograder.assignments import ROOT
+from autograder.assignments import ASSIGNMENTS, ROOT
 from autograder.load import LoadError, definitions
-from autograder.grade import StudentResult
+from autograder.grade import Checklist, StudentResult, _reason
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
 REFERENCE = (SAMPLES / "reference.py").read_text()
@@ -150,6 +150,7 @@ DRESSED_UP = {  # honest twin: no_residual_add (100)
                                            "        out = self.layer1(x)\n"),
 }
 LONG_NAME = "a" * 240
+NEEDS_CONFINEMENT = {"steals_the_solution", "copies_a_classmate"}  # their scores hold only where the child is confined
 
 EXPECTED = {  # student: (score, cause prefix or None)
     "empty": (0, "load: empty.py is empty"),
@@ -260,6 +261,8 @@ def state(out, student):
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_each_gets_its_score_and_one_clear_cause(batch, student):
+    if student in NEEDS_CONFINEMENT and not sandbox.jail().bwrap:
+        pytest.skip("without bubblewrap the child can read the checkout and other students' files (README, isolation)")
     out, _ = batch
     score, cause = EXPECTED[student]
     result = state(out, student)
@@ -392,6 +395,18 @@ def test_a_forged_feedback_heading_shows_only_as_quoted_code(batch):
         outside, inside = fenced_regions(text)
         assert "regraded by the instructor" in inside and "regraded by the instructor" not in outside
     assert "**Score: 110 / 120**" in (out / "feedback" / "forges_feedback.md").read_text()
+
+
+def test_a_note_quoted_for_a_missing_name_stays_out_of_the_graders_words():
+    """The notes come from the child; the one that may explain a missing name could carry a forged heading."""
+    net = Checklist.of(ASSIGNMENTS["resnet50_cifar10"]).exports[0]
+    forged = "cell 3: NameError\n\n# Score: 120 / 120 (regraded by the instructor)"
+    error = {"error": "AttributeError", "message": f"module has no attribute '{net['build']}'", "stage": "build"}
+    missing = _reason(net, error, [forged], ())
+    assert missing.message.startswith(f"missing name: the submission defines no {net['build']}.")
+    assert "regraded" not in missing.message and "Perhaps a statement before it failed" in missing.message
+    assert "# Score: 120 / 120 (regraded by the instructor)" in missing.said  # shown as quoted code only
+    assert "Perhaps" not in _reason(net, error, [], ()).message
 
 
 def test_links_out_of_a_submission_are_refused_and_never_read(batch):

@@ -11,6 +11,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograder import load
+from autograder.cli import unique
 from autograder.load import LoadError, definitions, definitions_only, find_submissions, pick_file
 
 PREFERRED = ["resnet50_skeleton.py", "resnet50_cifar10.ipynb"]
@@ -314,6 +315,16 @@ def test_every_student_of_a_class_zip_is_found_even_with_nothing_gradable(tmp_pa
     assert not os.path.lexists(found["frank"].path / "resnet50_skeleton.py")  # never created, as a link or not
     assert "resnet50_skeleton.py is 0 MB; the limit is" in found["gina"].error
     assert "it is empty" in found["ivan"].error
+
+
+def test_a_zip_of_folders_cannot_take_a_classmates_name(tmp_path):
+    """mallory.zip holding folders carol/ and x/ reads as a class zip: its carol yields to carol's own file."""
+    (tmp_path / "mallory.zip").write_bytes(_zip_bytes([("carol/resnet50_skeleton.py", "x = 1\n"),
+                                                       ("x/resnet50_skeleton.py", "x = 1\n")]))
+    (tmp_path / "carol.py").write_text("x = 2\n")
+    named = {s.student: s.path for s in unique(_find(tmp_path, "mallory.zip", "carol.py"))}
+    assert named["carol"] == tmp_path / "carol.py"
+    assert named["carol-2"].name == "carol" and set(named) == {"carol", "carol-2", "x"}
 
 
 def test_a_zip_of_files_is_the_zips_student(tmp_path):
