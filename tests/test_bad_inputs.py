@@ -409,6 +409,21 @@ def test_a_note_quoted_for_a_missing_name_stays_out_of_the_graders_words():
     assert "Perhaps" not in _reason(net, error, [], ()).message
 
 
+def test_a_class_without_forward_is_told_so_in_the_students_terms():
+    import torch
+    from torch import nn
+
+    class NoForward(nn.Module):  # `def forward` indented one level too far, say
+        pass
+
+    with pytest.raises(NotImplementedError) as raised:  # torch's own words, as the child reports them
+        NoForward()(torch.zeros(1))
+    net = Checklist.of(ASSIGNMENTS["resnet50_cifar10"]).exports[0]
+    missing = _reason(net, {"error": "NotImplementedError", "message": str(raised.value), "stage": "run"}, [], ())
+    assert missing.message.startswith(f"`{net['build']}` has no `forward`: define `def forward(self, x):`")
+    assert "dynamic_shapes" not in missing.message
+
+
 def test_links_out_of_a_submission_are_refused_and_never_read(batch):
     out, _ = batch
     for student in ("linked_to_the_solution", "linked_to_a_secret"):

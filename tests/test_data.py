@@ -98,3 +98,38 @@ def test_a_small_cnn_learns_it_above_chance(synthetic_root):
         accuracy = (net(images).argmax(dim=1) == labels).float().mean().item()
     assert np.mean(losses[-20:]) < np.mean(losses[:20])
     assert accuracy > 0.4, f"held-out accuracy {accuracy:.2f}"
+
+
+class _Planted:
+    """A pickle that, once unpickled, leaves a file behind: what a child could plant in an unconfined data cache."""
+    marker = None
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_the_grader_never_unpickles_a_batch_rewritten_with_its_md5_table(synthetic_root, tmp_path):
+    """A child that rewrites a batch and the manifest's md5 table beside it still fails the grader's check: the
+    grader holds the checksums from writing the set itself, and checks them before torchvision unpickles."""
+    import hashlib
+    import json
+    import shutil
+
+    from autograder.data import MANIFEST
+    from autograder.train import BUDGETS, resolve_data, task_data
+
+    copy = tmp_path / "copy"
+    shutil.copytree(synthetic_root, copy)
+    _Planted.marker = tmp_path / "planted"
+    batch = copy / FOLDER / TRAIN_FILES[0]
+    batch.write_bytes(pickle.dumps(_Planted(), protocol=2))
+    manifest = json.loads((copy / FOLDER / MANIFEST).read_text())
+    manifest["checksums"]["train_list"][0][1] = hashlib.md5(batch.read_bytes()).hexdigest()
+    (copy / FOLDER / MANIFEST).write_text(json.dumps(manifest))
+    root, checksums = resolve_data(copy, tmp_path / "cache")
+    with pytest.raises(RuntimeError, match="corrupted"):
+        task_data(root, BUDGETS["cpu"], checksums)
+    assert not _Planted.marker.exists()
+    with pytest.raises(TypeError):  # what trusting the manifest beside the data does: unpickle the plant
+        open_cifar10(copy, train=True)
+    assert _Planted.marker.exists()
