@@ -91,7 +91,7 @@ def main(argv=None):
         report.claim(out, assignment.name)
     except ValueError as exc:
         parser.error(str(exc))
-    sandbox.protect([out, Path(__file__).with_name("checks"), assignment.reference_module.parent])
+    sandbox.protect([out, assignment.folder])
     isolation = sandbox.isolation()
     for line in isolation:
         if "WARNING" in line:

@@ -92,7 +92,7 @@ def main(argv=None):
             print(f"\n== reference run of {assignment.notebook} on {describe(data_dir)}", flush=True)
             ok &= notebook_run(assignment, data_dir, ROOT / "out" / "reference-run" / assignment.name)
         else:
-            samples = sorted(str(p) for p in (assignment.source.parent / "samples").iterdir())
+            samples = sorted(str(p) for p in assignment.samples_dir.iterdir())
             print(f"\n== autograde {assignment.name}: {len(samples)} sample submissions", flush=True)
             ok &= cli.main(["--assignment", assignment.name, "--out", str(ROOT / "out" / "demo" / assignment.name),
                             "--force", "--jobs", "2", *samples]) == 0

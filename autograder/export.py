@@ -8,7 +8,9 @@ batch dimension, module path), NAME.safetensors (the weights), NAME.eager.safete
 simply run on the grader's probe input, in eval and train mode: the grader compares it with the graph's own
 output, so code that behaves differently while exported is caught) and NAME.params.json (parameter shapes, written
 even when the model cannot run). A model that fails writes NAME.error.json instead, and then each of its parts the
-request names (`net.layer3`, ...) is exported alone. definitions.json lists the statements that failed;
+request names (`net.layer3`, ...) is exported alone. A model's "build" may list other names to try in order (a
+capitalised builder, say): NAME.built.json then says which one was built. A model marked "export": false is only
+built and its parameters listed (a deep builder's count costs no export). definitions.json lists the statements that failed;
 progress.txt says where the code was, for a child that ends the process. Nothing here is trusted by the grader: it
 validates and re-runs what it reads.
 """
@@ -188,9 +190,15 @@ def main(request_path):
         try:
             progress(f"building {name}")
             torch.manual_seed(spec.get("seed", 0))
-            model = getattr(module, spec["build"])(*spec.get("args", []), **spec.get("kwargs", {}))
+            names = spec["build"] if isinstance(spec["build"], list) else [spec["build"]]
+            built = next((n for n in names if hasattr(module, n)), names[0])
+            if built != names[0]:
+                (out / f"{name}.built.json").write_text(json.dumps({"build": built}))
+            model = getattr(module, built)(*spec.get("args", []), **spec.get("kwargs", {}))
             if isinstance(model, torch.nn.Module):
                 (out / f"{name}.params.json").write_text(json.dumps(parameter_shapes(model)))
+            if spec.get("export") is False:
+                continue
             progress(f"exporting {name}")
             export_one(name, model, spec["inputs"], request.get("probe", 0), out, stage)
         except BaseException as exc:  # noqa: BLE001

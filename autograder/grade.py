@@ -45,7 +45,7 @@ class Checklist:
 
     @classmethod
     def of(cls, assignment):
-        file = Path(__file__).with_name("checks") / f"{assignment.name}.py"
+        file = assignment.checks
         spec = importlib.util.spec_from_file_location(f"checks_{assignment.name}", file)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -94,9 +94,14 @@ class StudentResult:
         return cls(**{**data, "results": [Result(**r) for r in data["results"]]})
 
 
+def builders(spec) -> list:
+    """The names a model may be built by, the assignment's own first (a capitalised twin may follow)."""
+    return spec["build"] if isinstance(spec["build"], list) else [spec["build"]]
+
+
 def call_of(spec):
     args = [repr(a) for a in spec.get("args", [])] + [f"{k}={v!r}" for k, v in spec.get("kwargs", {}).items()]
-    return f"{spec['build']}({', '.join(args)})"
+    return f"{builders(spec)[0]}({', '.join(args)})"
 
 
 def _shape(shapes) -> str:
@@ -113,16 +118,21 @@ def _reason(spec, error: dict, notes: list, hide, part="", shapes=None) -> Missi
     stage = error.get("stage") if error.get("stage") in ("build", "run", "export") else "export"
     if kind == "MemoryError" or "can't allocate memory" in said:
         return Missing(f"memory: building {call} asked for more memory than the grader allows")
-    if kind == "AttributeError" and f"no attribute '{spec['build']}'" in said:
+    name = builders(spec)[0]
+    if kind == "AttributeError" and f"no attribute '{name}'" in said:
         # the first note (a statement that failed) may say why, but a child could have written it: it is shown as
         # what the code said, never inside the grader's sentence
         why = " Perhaps a statement before it failed: see below." if notes else ""
-        return Missing(f"missing name: the submission defines no {spec['build']}. The autograder reads only "
+        also = "".join(f" (nor {n})" for n in builders(spec)[1:])
+        return Missing(f"missing name: the submission defines no {name}{also}. The autograder reads only "
                        "definitions (imports, functions, classes, constants): keep the name and signature as "
                        f"given.{why}", plain(notes[0], 300, hide) if notes else "")
     if 'missing the required "forward" function' in said:
-        return Missing(f"`{spec['build']}` has no `forward`: define `def forward(self, x):` inside the class "
+        return Missing(f"`{name}` has no `forward`: define `def forward(self, x):` inside the class "
                        "(check its indentation: it must be a method of the class).")
+    if stage == "build" and kind == "TypeError" and "unexpected keyword argument" in said:
+        return Missing(f"{call} could not be built: it does not take the keyword arguments the assignment's "
+                       f"{name} takes. Next step: keep the signature as given.", said)
     if stage == "build":
         return Missing(f"{call} could not be built. Next step: run the notebook's sanity checks; the error below "
                        "names the line.", said)
@@ -177,15 +187,22 @@ def _behaves_as_run(model, workdir: Path, name: str, shapes, probe: int):
     return None
 
 
-def _load_model(workdir: Path, name: str, spec: dict, shapes, batches, probe: int, notes, hide, prefix=""):
-    """The rebuilt model `name` from the child's files, or the Missing reason it is unavailable."""
-    call = call_of(spec) + (f".{prefix}" if prefix else "")
+def _error(workdir: Path, name: str, spec: dict, notes, hide, prefix="", shapes=None):
+    """The Missing reason the child reported for model `name`, or None when it reported none."""
     try:
         return _reason(spec, _read_json(workdir / f"{name}.error.json", 1 << 20), notes, hide, prefix, shapes)
     except FileNotFoundError:
-        pass
+        return None
     except (OSError, ValueError, AttributeError):
-        return Missing(f"{call}: the export's error report is unreadable")
+        return Missing(f"{call_of(spec)}{f'.{prefix}' if prefix else ''}: the export's error report is unreadable")
+
+
+def _load_model(workdir: Path, name: str, spec: dict, shapes, batches, probe: int, notes, hide, prefix=""):
+    """The rebuilt model `name` from the child's files, or the Missing reason it is unavailable."""
+    call = call_of(spec) + (f".{prefix}" if prefix else "")
+    error = _error(workdir, name, spec, notes, hide, prefix, shapes)
+    if error:
+        return error
     try:
         graph = sandbox.read_plain_file(workdir / f"{name}.json", MAX_GRAPH_BYTES)
         tensors = sandbox.read_plain_file(workdir / f"{name}.safetensors", MAX_WEIGHT_BYTES)
@@ -217,6 +234,15 @@ def _parameter_shapes(workdir: Path, name: str):
     return shapes if ok else None
 
 
+def _built_by(workdir: Path, spec: dict):
+    """The name the child built `spec` by when it was not the assignment's own (one of the spec's names), or None."""
+    try:
+        built = _read_json(workdir / f"{spec['name']}.built.json", 4096)["build"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return built if built in builders(spec)[1:] else None
+
+
 def _ended_where(workdir: Path):
     try:
         where = sandbox.read_plain_file(workdir / "progress.txt", 300).decode("utf-8", "replace").strip()
@@ -227,7 +253,9 @@ def _ended_where(workdir: Path):
 
 def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits: sandbox.Limits, slot=1,
                        hide=()):
-    """({export name: Rebuilt or Missing}, notes, cause, timings, parameter shapes) of one submission file."""
+    """({export name: Rebuilt or Missing}, notes, cause, timings, parameter shapes, names used) of one submission
+    file. A spec with "export": false is only built: its parameter shapes are listed, and it is in the models only
+    as the Missing reason when it could not be built."""
     timings = {}
     started = time.monotonic()
     defs = definitions(source)  # raises LoadError
@@ -249,13 +277,21 @@ def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits
     except (OSError, ValueError, KeyError, TypeError):
         pass
     started = time.monotonic()
-    models, params = {}, {}
+    models, params, names = {}, {}, {}
     for spec in checklist.exports:
         name = spec["name"]
+        params[name] = _parameter_shapes(workdir, name)
+        built = _built_by(workdir, spec)
+        if built:
+            names[builders(spec)[0]] = built
+        if spec.get("export") is False:
+            reason = _error(workdir, name, spec, notes, hide)
+            if reason or params[name] is None:
+                models[name] = reason or Missing(f"{call_of(spec)} did not give a torch.nn.Module")
+            continue
         batches = checklist.batches(name)
         model = _load_model(workdir, name, spec, spec["inputs"], batches, probe, notes, hide)
         models[name] = model
-        params[name] = _parameter_shapes(workdir, name)
         if isinstance(model, Missing):
             for part, shapes in spec.get("parts", {}).items():
                 piece = _load_model(workdir, f"{name}.{part}", spec, shapes, batches, probe, notes, hide, part)
@@ -274,7 +310,7 @@ def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits
     named = [m.message for m in models.values() if isinstance(m, Missing)
              and m.message.startswith(("memory:", "missing name:"))]
     cause = cause or (named[0] if named else None)  # the student's one message, when one names it
-    return models, notes, cause, timings, params
+    return models, notes, cause, timings, params, names
 
 
 @dataclass
@@ -329,8 +365,10 @@ def grade(student: str, path: Path, context: Context, scratch: Path, slot: int =
         if path.is_dir():
             file, picked = pick_file(path, context.checklist.preferred_files)
         source = str(file)
-        models, notes, cause, timings, params = export_and_rebuild(file, context.checklist, workdir,
-                                                                    context.limits, slot, context.hide)
+        models, notes, cause, timings, params, names = export_and_rebuild(file, context.checklist, workdir,
+                                                                           context.limits, slot, context.hide)
+        picked = " ".join(filter(None, [picked, *(f"Graded `{used}` as `{name}` (the assignment's name)."
+                                                   for name, used in names.items())]))
     except LoadError as exc:
         models, notes, cause = {}, [], f"load: {exc}"
     finally:
@@ -365,7 +403,7 @@ def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits
     task = task_data(root, budget, checksums)
     workdir = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))
     try:
-        models, notes, cause, _, params = export_and_rebuild(assignment.reference_module, checklist, workdir, limits)
+        models, notes, cause, _, params, _ = export_and_rebuild(assignment.reference_module, checklist, workdir, limits)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     broken = {k: v.message for k, v in models.items() if isinstance(v, Missing)}

@@ -71,7 +71,7 @@ def release_files(assignment: Assignment) -> dict:
 
 def leftovers(assignment: Assignment, files: dict) -> list:
     """Files in the samples folder (which the release owns whole) that it no longer makes."""
-    folder = assignment.source.parent / "samples"
+    folder = assignment.samples_dir
     return sorted(p for p in folder.glob("*") if p.is_file() and p not in files)
 
 

@@ -11,7 +11,7 @@ from autograder.assignments import ROOT
 from autograder.grade import StudentResult
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
-CHECKS = ROOT / "autograder" / "checks" / "resnet50_cifar10.py"
+CHECKS = ROOT / "solutions" / "resnet50_cifar10" / "checks.py"
 BLOCK_DOWN = {"block_down_output_shape", "block_down_layers", "block_down_stride", "block_down_residual"}
 BLOCK_PLAIN = {"block_plain_output_shape", "block_plain_layers", "block_plain_strides", "block_plain_residual"}
 NET = {"stem", "layer2", "avgpool", "fc_output", "total_parameters", "layer3", "layer3_parameters",

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save
 
 from autograder import export, rebuild
+from autograder.assignments import ASSIGNMENTS
 from tests.helpers import import_file
 
 
@@ -143,7 +144,7 @@ def test_a_graph_that_would_exhaust_memory_is_refused_before_it_runs(tmp_path):
 
 # ---- hostile graphs: everything in the JSON comes from the sandbox ----
 
-EXPORTS = import_file(Path(rebuild.__file__).with_name("checks") / "resnet50_cifar10.py").EXPORTS
+EXPORTS = import_file(ASSIGNMENTS["resnet50_cifar10"].checks).EXPORTS
 
 
 @pytest.mark.parametrize("spec", EXPORTS, ids=[e["name"] for e in EXPORTS])

@@ -55,14 +55,14 @@ def test_the_child_never_sees_the_graders_environment(secrets):
 
 @needs_bwrap
 def test_the_child_reaches_nothing_of_the_grader_by_any_route(secrets):
-    checks = ROOT / "autograder" / "checks" / "resnet50_cifar10.py"
+    checks = ROOT / "solutions" / "resnet50_cifar10" / "checks.py"
     git = f"import subprocess\nr = subprocess.run(['git', '-C', {str(ROOT)!r}, 'cat-file', '-p', " \
-          f"'HEAD:autograder/checks/resnet50_cifar10.py'], capture_output=True)\n" \
+          f"'HEAD:solutions/resnet50_cifar10/checks.py'], capture_output=True)\n" \
           f"raise RuntimeError('READ ' + r.stdout[:64].decode() if r.returncode == 0 else 'blocked')"
     site = "import sys, glob\nfound = [p for d in sys.path for p in glob.glob(d + '/*cnn_course_kit*')]\n" \
            "text = ''.join(open(p).read() for p in found if p.endswith('.py'))\n" \
            "import re\npaths = re.findall(r\"'(/[^']*autograder)'\", text)\n" \
-           "raise RuntimeError('READ ' + open(paths[0] + '/checks/resnet50_cifar10.py').read(64) if paths " \
+           "raise RuntimeError('READ ' + open(paths[0] + '/../solutions/resnet50_cifar10/checks.py').read(64) if paths " \
            "else 'blocked')"
     seen = probe({
         "checks": reads(checks),
@@ -70,7 +70,7 @@ def test_the_child_reaches_nothing_of_the_grader_by_any_route(secrets):
         "dotgit": reads(ROOT / ".git" / "HEAD"),
         "git": git,
         "site": site,
-        "import": "import autograder.checks\nraise RuntimeError('READ imported')",
+        "import": "import autograder.probes\nraise RuntimeError('READ imported')",
         "parent_cwd": "import os\nraise RuntimeError('READ ' + str(os.listdir(f'/proc/{os.getppid()}/cwd')))",
         "parent_env": "import os\nraise RuntimeError('READ ' + open(f'/proc/{os.getppid()}/environ').read())",
         "grader_env": f"raise RuntimeError('READ ' + open('/proc/{os.getpid()}/environ').read())",
@@ -82,7 +82,7 @@ def test_the_child_reaches_nothing_of_the_grader_by_any_route(secrets):
         "home": "import os\nraise RuntimeError('READ ' + str(os.listdir('/root')))",
     })
     leaked = {k: v for k, v in seen.items() if "SECRET" in v or "do-not-leak" in v or "def test_" in v
-              or "ResidualBlock" in v or "ref: refs" in v or v.startswith("READ imported")}
+              or "ResidualBlock" in v or "Hidden checks" in v or "ref: refs" in v or v.startswith("READ imported")}
     assert not leaked
     # the child sees only its own namespace: itself and bubblewrap's init
     assert seen["processes"] in ("READ ['1', '2']", "READ ['1', '2', '3']"), seen["processes"]

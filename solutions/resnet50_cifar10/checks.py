@@ -6,7 +6,8 @@ pass (the stride of a downsampling block on the first 1x1, as in the paper, or o
 import pytest
 import torch
 
-from autograder.check import CheckFailed, expect
+from autograder.probes import (expect, listed_parameters, parameters, part_model, part_shapes, shapes_of,
+                               training_checks)
 
 # What the sandbox builds and exports, as plain data: constructor, arguments, example input shapes.
 EXPORTS = [
@@ -25,7 +26,6 @@ EXPORTS = [
 ]
 SPEC = {e["name"]: e for e in EXPORTS}
 TRAINING_MODEL = "net"
-ACCURACY_FRACTION = 0.8  # of the reference's held-out accuracy, same budget, device and data
 STAGES = {  # stage: (blocks as (in, middle, out, downsample), output shape for one image)
     "layer2": ([(64, 64, 256, False), (256, 64, 256, False), (256, 64, 256, True)], (256, 4, 4)),
     "layer3": ([(256, 128, 512, False)] + [(512, 128, 512, False)] * 2 + [(512, 128, 512, True)], (512, 2, 2)),
@@ -37,37 +37,12 @@ BLOCK_ARGS = {"block_down": "ResidualBlock(64, 64, 256, downsample=True)",
               "block_plain_wide": "ResidualBlock(512, 256, 1024, downsample=False)"}
 
 
-def shapes_of(model, *shape):
-    with torch.no_grad():
-        out, shapes = model.eval().run(torch.randn(*shape))
-    return tuple(out.shape), shapes
-
-
 def stage_model(submission, stage, batch=2):
-    """(model, input shape) that runs `stage`: the whole net on CIFAR images when it runs, else the stage exported
-    alone on the input the table gives it (so a right stage earns its points beside a broken one)."""
-    if submission.available("net"):
-        return submission.model("net"), (batch, 3, 32, 32)
-    if f"net.{stage}" not in submission.models:
-        submission.model("net")  # raises: why the net is unavailable
-    return submission.model(f"net.{stage}"), (batch, *SPEC["net"]["parts"][stage][0][1:])
+    return part_model(submission, "net", stage, batch, SPEC["net"])
 
 
 def stage_shapes(submission, stage, batch=2):
-    """({module path: output shape}, convolutions) of a run through `stage`."""
-    model, shape = stage_model(submission, stage, batch)
-    return shapes_of(model, *shape)[1], model.convolutions()
-
-
-def net_parameters(submission, prefix=""):
-    """Parameters of the net under `prefix`: from the rebuilt net, or from the list the submission's net gave when
-    it could be built but not run."""
-    if submission.available("net"):
-        return parameters(submission.model("net"), prefix)
-    listed = submission.parameter_shapes.get("net")
-    if listed is None:
-        submission.model("net")  # raises: why the net is unavailable
-    return sum(int(torch.Size(shape).numel()) for name, shape in listed.items() if name.startswith(prefix))
+    return part_shapes(submission, "net", stage, batch, SPEC["net"])
 
 
 def main_path(convs, prefix=""):
@@ -84,10 +59,6 @@ def block_structure(convs, prefix):
         return None
     downsample = any(c[0].startswith(prefix + "downsize.") for c in shortcut)
     return (main[0][1][1], main[0][1][0], main[-1][1][0], downsample)
-
-
-def parameters(model, prefix=""):
-    return sum(p.numel() for name, p in model.named_parameters() if name.startswith(prefix))
 
 
 # ---- ResidualBlock: output shape, layers, strides, residual connection --------------------------------------
@@ -275,7 +246,7 @@ def test_fc_output(submission):
 @pytest.mark.points(5)
 def test_total_parameters(submission):
     """ResNet50_layer4 has the course's 14,750,730 parameters"""
-    got, want = net_parameters(submission), parameters(submission.reference.model("net"))
+    got, want = listed_parameters(submission, "net"), parameters(submission.reference.model("net"))
     expect(got == want, "ResNet50_layer4(num_classes=10)", f"{want:,} parameters", f"{got:,}",
            "the per-stage checks say which stage differs")
 
@@ -284,7 +255,7 @@ def _stage_parameters(submission, stage):
     ref = submission.reference.model("net")
     for i in range(len(STAGES[stage][0])):
         prefix = f"{stage}.{i}."
-        got, want = net_parameters(submission, prefix), parameters(ref, prefix)
+        got, want = listed_parameters(submission, "net", prefix), parameters(ref, prefix)
         expect(got == want, f"{stage}[{i}]", f"{want:,} parameters", f"{got:,}",
                "check that block's in_channels, middle_channels and out_channels against the table")
 
@@ -336,43 +307,5 @@ def _block_shapes(submission, stage):
 
 # ---- the short training run ---------------------------------------------------------------------------------
 
-@pytest.mark.points(5)
-def test_training_gradient_reaches_every_layer(submission):
-    """Training: every parameter of the network gets a gradient from the loss"""
-    run = submission.training()
-    gaps = run["gradient_gaps"]
-    expect(not gaps, "ResNet50_layer4", "a gradient for every parameter", f"none for {len(gaps)} parameter(s), "
-           f"e.g. {', '.join(gaps[:3])}", "nothing between the input and the output may be detached (.detach(), "
-           ".data, torch.no_grad) or the network cannot learn")
-
-
-def _learns(submission):
-    """The training run, if learning can reach the input side at all (no gradient into layer1: nothing learns
-    but what comes after the cut)."""
-    run = submission.training()
-    cut = [name for name in run["gradient_gaps"] if name.startswith("layer1.")]
-    if cut:
-        raise CheckFailed("ResNet50_layer4", "a network whose features learn",
-                          f"no gradient reaching layer1 ({', '.join(cut[:2])}, ...)", "see the gradient check")
-    return run, submission.reference_training
-
-
-@pytest.mark.points(5)
-def test_training_loss_falls(submission):
-    """Training: the loss falls over a short run (fixed seeds, budget and data)"""
-    run, ref = _learns(submission)
-    expect(run["last_loss"] < 0.9 * run["first_loss"], "ResNet50_layer4", "a falling training loss",
-           f"{run['first_loss']:.3f} -> {run['last_loss']:.3f} (the reference: {ref['first_loss']:.3f} -> "
-           f"{ref['last_loss']:.3f})", "the shape checks locate what differs from the course's network")
-    submission.note(f"loss {run['first_loss']:.3f} -> {run['last_loss']:.3f} on {run['data']}")
-
-
-@pytest.mark.points(5)
-def test_training_accuracy(submission):
-    """Training: held-out accuracy reaches 80 % of the reference's under the same budget"""
-    run, ref = _learns(submission)
-    want = ACCURACY_FRACTION * ref["accuracy"]
-    expect(run["accuracy"] >= want, "ResNet50_layer4", f"held-out accuracy of at least {want:.0%} (80 % of the "
-           f"reference's {ref['accuracy']:.0%})", f"{run['accuracy']:.0%}",
-           "a network that trains but lags usually has a wrong stride or width: see the shape checks")
-    submission.note(f"held-out accuracy {run['accuracy']:.0%} (reference {ref['accuracy']:.0%}) on {run['data']}")
+test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_accuracy = \
+    training_checks("ResNet50_layer4", input_side="layer1.")

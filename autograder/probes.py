@@ -1,0 +1,170 @@
+"""What every assignment's hidden checks share, written once: run a rebuilt model and read the shape after each
+module, count parameters, read convolutions and their strides, silence a block's main path, and the three checks
+of the short training run. An assignment's checks.py imports these and reads like a table of what to build.
+
+Everything here runs in the grading process on rebuilt models (autograder.rebuild.Rebuilt), never on student code.
+"""
+import copy
+
+import pytest
+import torch
+
+from .check import CheckFailed, expect
+from .rebuild import bind
+
+__all__ = ["CheckFailed", "expect", "shapes_of", "parameters", "listed_parameters", "part_model", "part_shapes",
+           "convolutions", "silenced", "shortcut_only", "activation_adds", "weighted_layers", "training_checks",
+           "count"]
+
+
+def count(n) -> str:
+    return f"{n:,}"
+
+
+def shapes_of(model, *shape):
+    """(output shape, {module path: output shape}) of one eval-mode run on a random input of `shape`."""
+    with torch.no_grad():
+        out, shapes = model.eval().run(torch.randn(*shape))
+    return tuple(out.shape), shapes
+
+
+def parameters(model, prefix="") -> int:
+    return sum(p.numel() for name, p in model.named_parameters() if name.startswith(prefix))
+
+
+def listed_parameters(submission, name, prefix="") -> int:
+    """Parameters of export `name` under `prefix`: from the rebuilt model, or from the list the submission gave when
+    the model could be built but not run (or was only built: a spec with "export": false)."""
+    if submission.available(name):
+        return parameters(submission.model(name), prefix)
+    listed = submission.parameter_shapes.get(name)
+    if listed is None:
+        submission.model(name)  # raises: why the model is unavailable
+    return sum(int(torch.Size(shape).numel()) for key, shape in listed.items() if key.startswith(prefix))
+
+
+def part_model(submission, name, part, batch=2, spec=None):
+    """(model, input shape) that runs `part` of export `name`: the whole model on its own input when it runs, else
+    the part exported alone on the input its spec gives it, so a right stage earns its points beside a broken one."""
+    if submission.available(name):
+        return submission.model(name), (batch, *spec["inputs"][0][1:])
+    if f"{name}.{part}" not in submission.models:
+        submission.model(name)  # raises: why the model is unavailable
+    return submission.model(f"{name}.{part}"), (batch, *spec["parts"][part][0][1:])
+
+
+def part_shapes(submission, name, part, batch=2, spec=None):
+    """({module path: output shape}, convolutions) of a run through `part` of export `name`."""
+    model, shape = part_model(submission, name, part, batch, spec)
+    return shapes_of(model, *shape)[1], model.convolutions()
+
+
+def convolutions(model, prefix=""):
+    """[(path, weight shape, stride)] of the convolutions the graph runs under `prefix`, in order."""
+    return [c for c in model.convolutions() if c[0].startswith(prefix)]
+
+
+def weighted_layers(model) -> list:
+    """Module paths of the graph's weighted layers (convolutions and linear layers), in the order they run."""
+    return [node["module"] for node in model.graph["nodes"]
+            if node["op"] in ("aten.conv2d.default", "aten.linear.default")]
+
+
+def activation_adds(model) -> int:
+    """Additions of two computed tensors in the graph: each is a shortcut joining a main path (batch norm's
+    counter update adds a number to a buffer, and is not one)."""
+    weights = set(model._state)  # graph inputs holding parameters, buffers and constants
+    found = 0
+    for node in model.graph["nodes"]:
+        if node["op"] in ("aten.add.Tensor", "aten.add_.Tensor"):
+            args = bind(node)
+            refs = [a for a in (args.get("self"), args.get("other")) if isinstance(a, dict) and "ref" in a]
+            found += len(refs) == 2 and not any(r["ref"] in weights for r in refs)
+    return found
+
+
+def silenced(model, main):
+    """A copy of `model` (eval mode) whose main path computes zero: each convolution that `main(path, weight
+    shape, stride)` picks gets zero weights and bias, and each batch norm that reads one a zero scale, shift and
+    running mean. What the block still outputs is what its shortcut carries: the residual test, by behaviour."""
+    model = copy.deepcopy(model).eval()
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    picked = set()
+    for node in model.graph["nodes"]:
+        args = bind(node)
+        if node["op"] == "aten.conv2d.default":
+            target = model._state.get(args["weight"]["ref"])
+            stride = args.get("stride", [1, 1])
+            stride = tuple(stride) if isinstance(stride, list) else (stride, stride)
+            if target and main(node["module"], tuple(state[target].shape), stride):
+                picked.add(node["name"])
+                for key in ("weight", "bias"):
+                    if isinstance(args.get(key), dict):
+                        _zero(model, state, args[key]["ref"])
+        elif node["op"] == "aten.batch_norm.default" and args["input"].get("ref") in picked:
+            for key in ("weight", "bias", "running_mean"):
+                if isinstance(args.get(key), dict):
+                    _zero(model, state, args[key]["ref"])
+    return model
+
+
+def _zero(model, state, ref):
+    target = model._state.get(ref)
+    if target in state:
+        with torch.no_grad():
+            state[target].zero_()
+
+
+def shortcut_only(model, x, main):
+    """The model's output on `x` with its main path silenced (see `silenced`)."""
+    with torch.no_grad():
+        return silenced(model, main).run(x)[0]
+
+
+# ---- the short training run: the same three checks in every assignment ----
+
+def training_checks(label, input_side, accuracy_fraction=0.8, points=(5, 5, 5)):
+    """The training run's checks for the network `label`, as three pytest checks to name in a checks file:
+    every parameter gets a gradient; the loss falls; held-out accuracy reaches `accuracy_fraction` of the
+    reference's under the same budget, device and data. `input_side`: the module path prefix of the network's
+    first layers (no gradient there means nothing but what follows a cut can learn)."""
+
+    @pytest.mark.points(points[0])
+    def gradient(submission):
+        """Training: every parameter of the network gets a gradient from the loss"""
+        gaps = submission.training()["gradient_gaps"]
+        expect(not gaps, label, "a gradient for every parameter", f"none for {len(gaps)} parameter(s), e.g. "
+               f"{', '.join(gaps[:3])}", "nothing between the input and the output may be detached (.detach(), "
+               ".data, torch.no_grad) or the network cannot learn")
+
+    def learns(submission):
+        run = submission.training()
+        cut = [name for name in run["gradient_gaps"] if name.startswith(input_side)]
+        if cut:
+            raise CheckFailed(label, "a network whose features learn",
+                              f"no gradient reaching {input_side.rstrip('.')} ({', '.join(cut[:2])}, ...)",
+                              "see the gradient check")
+        return run, submission.reference_training
+
+    @pytest.mark.points(points[1])
+    def loss_falls(submission):
+        """Training: the loss falls over a short run (fixed seeds, budget and data)"""
+        run, ref = learns(submission)
+        expect(run["last_loss"] < 0.9 * run["first_loss"], label, "a falling training loss",
+               f"{run['first_loss']:.3f} -> {run['last_loss']:.3f} (the reference: {ref['first_loss']:.3f} -> "
+               f"{ref['last_loss']:.3f})", "the shape checks locate what differs from the assignment's network")
+        submission.note(f"loss {run['first_loss']:.3f} -> {run['last_loss']:.3f} on {run['data']}")
+
+    @pytest.mark.points(points[2])
+    def accuracy(submission):
+        run, ref = learns(submission)
+        want = accuracy_fraction * ref["accuracy"]
+        expect(run["accuracy"] >= want, label, f"held-out accuracy of at least {want:.0%} "
+               f"({accuracy_fraction:.0%} of the reference's {ref['accuracy']:.0%})", f"{run['accuracy']:.0%}",
+               "a network that trains but lags usually has a wrong stride or width: see the shape checks")
+        submission.note(f"held-out accuracy {run['accuracy']:.0%} (reference {ref['accuracy']:.0%}) on "
+                        f"{run['data']}")
+
+    accuracy.__doc__ = (f"Training: held-out accuracy reaches {accuracy_fraction:.0%} of the reference's under the "
+                        "same budget")
+    return gradient, loss_falls, accuracy
