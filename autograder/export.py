@@ -40,6 +40,8 @@ def encode(value):
         return {"device": "any"}  # the grader picks its own device
     if isinstance(value, torch.memory_format):
         return {"memory_format": str(value).removeprefix("torch.")}
+    if isinstance(value, torch.layout):
+        return {"layout": str(value).removeprefix("torch.")}
     raise TypeError(f"argument of type {type(value).__name__} cannot be exported")
 
 

@@ -367,8 +367,9 @@ def grade(student: str, path: Path, context: Context, scratch: Path, slot: int =
         source = str(file)
         models, notes, cause, timings, params, names = export_and_rebuild(file, context.checklist, workdir,
                                                                            context.limits, slot, context.hide)
-        picked = " ".join(filter(None, [picked, *(f"Graded `{used}` as `{name}` (the assignment's name)."
-                                                   for name, used in names.items())]))
+        if names:
+            picked = " ".join(filter(None, [picked, "Graded by other names: " + ", ".join(
+                f"`{used}` as the assignment's `{name}`" for name, used in names.items()) + "."]))
     except LoadError as exc:
         models, notes, cause = {}, [], f"load: {exc}"
     finally:

@@ -8,12 +8,13 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from .check import CheckFailed, expect
 from .rebuild import bind
 
 __all__ = ["CheckFailed", "expect", "shapes_of", "parameters", "listed_parameters", "part_model", "part_shapes",
-           "convolutions", "silenced", "shortcut_only", "activation_adds", "weighted_layers", "training_checks",
+           "convolutions", "silenced", "shortcut_only", "projection", "main_path_parameters", "activation_adds", "weighted_layers", "training_checks",
            "count"]
 
 
@@ -168,3 +169,55 @@ def training_checks(label, input_side, accuracy_fraction=0.8, points=(5, 5, 5)):
     accuracy.__doc__ = (f"Training: held-out accuracy reaches {accuracy_fraction:.0%} of the reference's under the "
                         "same budget")
     return gradient, loss_falls, accuracy
+
+
+def projection(model, pick):
+    """The projection shortcut of a block, read off its graph: (path, weight shape, stride, fn) of the one
+    convolution `pick(path, weight shape, stride)` selects, with fn(x) = its batch norm (eval mode) of that
+    convolution of x, computed here from the block's own weights; None when no such convolution is followed by a
+    batch norm."""
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+    def tensor(ref):
+        return state[model._state[ref["ref"]]] if isinstance(ref, dict) and ref.get("ref") in model._state else None
+
+    convs = {}
+    for node in model.graph["nodes"]:
+        args = bind(node)
+        if node["op"] == "aten.conv2d.default":
+            weight = tensor(args["weight"])
+            stride = args.get("stride", [1, 1])
+            stride = tuple(stride) if isinstance(stride, list) else (stride, stride)
+            if weight is not None and pick(node["module"], tuple(weight.shape), stride):
+                convs[node["name"]] = (node["module"], weight, tensor(args.get("bias")), stride, args)
+        elif node["op"] == "aten.batch_norm.default" and args["input"].get("ref") in convs:
+            path, weight, bias, stride, conv_args = convs[args["input"]["ref"]]
+            bn = {k: tensor(args.get(k)) for k in ("weight", "bias", "running_mean", "running_var")}
+
+            def fn(x, weight=weight, bias=bias, stride=stride, bn=bn, eps=args["eps"], conv_args=conv_args):
+                y = F.conv2d(x, weight, bias, stride, conv_args.get("padding", 0))
+                return F.batch_norm(y, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"], False, 0.0,
+                                    eps)
+            return path, tuple(weight.shape), stride, fn
+    return None
+
+
+def main_path_parameters(model, main) -> int:
+    """Parameters of a block's main path: the convolutions `main(path, weight shape, stride)` picks and the batch
+    norms that read them (the rest of the block's parameters are its shortcut's)."""
+    state = dict(model.named_parameters())
+    picked, counted = set(), set()
+    for node in model.graph["nodes"]:
+        args = bind(node)
+        refs = []
+        if node["op"] == "aten.conv2d.default":
+            target = model._state.get(args["weight"]["ref"])
+            stride = args.get("stride", [1, 1])
+            stride = tuple(stride) if isinstance(stride, list) else (stride, stride)
+            if target in state and main(node["module"], tuple(state[target].shape), stride):
+                picked.add(node["name"])
+                refs = [args.get("weight"), args.get("bias")]
+        elif node["op"] == "aten.batch_norm.default" and args["input"].get("ref") in picked:
+            refs = [args.get("weight"), args.get("bias")]
+        counted |= {model._state.get(r["ref"]) for r in refs if isinstance(r, dict)}
+    return sum(state[t].numel() for t in counted if t in state)

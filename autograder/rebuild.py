@@ -39,6 +39,7 @@ MAX_OUTPUTS = 16
 KINDS = {"parameter", "buffer", "constant", "input"}
 DTYPES = {"float32", "float64", "float16", "bfloat16"}
 MEMORY_FORMATS = {"contiguous_format", "preserve_format", "channels_last"}
+LAYOUTS = {"strided"}
 PAD_MODES = {"constant", "reflect", "replicate", "circular"}
 
 
@@ -122,6 +123,19 @@ def _size(value):
     return value
 
 
+def _zeros_like(m, self, *, dtype=None, layout=None, device=None, pin_memory=None, memory_format=None):
+    return torch.zeros_like(self, dtype=dtype)
+
+
+def _new_zeros(m, self, size, *, dtype=None, layout=None, device=None, pin_memory=None):
+    return self.new_zeros(size, dtype=dtype)
+
+
+def _zeros(m, size, *, dtype=None, layout=None, device=None, pin_memory=None):
+    """Zeros on the device of the run's input (the grader's choice, whatever the code named)."""
+    return torch.zeros(size, dtype=dtype, device=m._device)
+
+
 def _sym_mul(m, a, b):
     return _size(a * b)
 
@@ -171,6 +185,12 @@ OPS = {
     "aten.sym_size.int": op(lambda m, self, dim: self.size(dim), "Tensor self, int dim", returns="SymInt"),
     "_operator.mul": op(_sym_mul, "SymInt a, SymInt b", returns="SymInt"),
     "_operator.floordiv": op(_sym_floordiv, "SymInt a, SymInt b", returns="SymInt"),
+    "aten.zeros_like.default": op(_zeros_like, "Tensor self, ScalarType? dtype, Layout? layout, Device? device, "
+                                               "bool? pin_memory, MemoryFormat? memory_format"),
+    "aten.new_zeros.default": op(_new_zeros, "Tensor self, SymInt[] size, ScalarType? dtype, Layout? layout, "
+                                             "Device? device, bool? pin_memory"),
+    "aten.zeros.default": op(_zeros, "SymInt[] size, ScalarType? dtype, Layout? layout, Device? device, "
+                                     "bool? pin_memory"),
     "aten.detach.default": op(lambda m, self: self.detach(), "Tensor self"),
     "aten.clone.default": op(lambda m, self, *, memory_format=None: self.clone(),
                              "Tensor self, MemoryFormat? memory_format"),
@@ -273,6 +293,8 @@ TYPES = {  # type -> (check(value, scope), what it must be, in words)
     "ScalarType": (_named("dtype", DTYPES), f"a dtype: one of {', '.join(sorted(DTYPES))}"),
     "MemoryFormat": (_named("memory_format", MEMORY_FORMATS), f"one of {', '.join(sorted(MEMORY_FORMATS))}"),
     "PadMode": (lambda v, s: isinstance(v, str) and v in PAD_MODES, f"one of {', '.join(sorted(PAD_MODES))}"),
+    "Layout": (_named("layout", LAYOUTS), "the strided layout"),
+    "Device": (_named("device", {"any"}), "a device (the grader picks its own)"),
 }
 
 
@@ -446,6 +468,7 @@ class Rebuilt(nn.Module):
             raise TypeError(f"expected {len(self._inputs)} input(s), got {len(inputs)}")
         state = {**dict(self.named_parameters()), **dict(self.named_buffers())}
         self._buffer_ids = {id(b) for b in self.buffers()}
+        self._device = inputs[0].device if inputs else torch.device("cpu")  # where created tensors go
         env = dict(zip(self._inputs, inputs))
         env.update({name: state[target] for name, target in self._state.items()})
 
@@ -457,7 +480,7 @@ class Rebuilt(nn.Module):
                     return env[a["ref"]]
                 if "dtype" in a:
                     return getattr(torch, a["dtype"])  # one of DTYPES
-                return None  # memory format: the grader's own choice
+                return None  # memory format, layout, device: the grader's own choice
             return a
 
         shapes = {}
