@@ -79,8 +79,10 @@ class Graded:
 
 
 def _pytest_args(checks_file: Path) -> list:
+    """pytest's arguments for one assignment's checks. The root is the folder above the assignment's, so each
+    checks.py is imported under its own name (resnet50_cifar10.checks): one process may grade several."""
     return [str(checks_file), "-q", "-p", "no:cacheprovider", "--import-mode=importlib", "-o", "python_files=*.py",
-            "-o", "addopts=", "--rootdir", str(checks_file.parent)]
+            "-o", "addopts=", "--rootdir", str(checks_file.parent.parent)]
 
 
 def _describe(item):

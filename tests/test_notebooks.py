@@ -9,22 +9,11 @@ from nbclient.exceptions import CellExecutionError
 from nbformat.v4 import new_code_cell
 
 from autograder import demo
+from autograder.assignments import ASSIGNMENTS
 from autograder.notebooks import SETTINGS_TAG, execute, read, stdout_of, tagged, with_settings
+from tests.facts import FACTS
 
 THREADS = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}  # the kernel: two threads, like the machine
-
-PROBE = """
-import json
-_model = ResNet50_layer4(num_classes=10).eval()
-_x, _shapes = torch.randn(2, 3, 32, 32), {"stem_conv": list(_model.layer1[0](torch.randn(2, 3, 32, 32)).shape)}
-with torch.no_grad():
-    for _stage in ("layer1", "layer2", "layer3", "layer4", "avgpool"):
-        _x = getattr(_model, _stage)(_x)
-        _shapes[_stage] = list(_x.shape)
-print("PROBE " + json.dumps({"parameters": sum(p.numel() for p in _model.parameters()), "shapes": _shapes,
-                             "output": list(_model(torch.randn(3, 3, 32, 32)).shape)}))
-"""
-
 
 def first_error(nb):
     """(index, error output) of the first cell that raised."""
@@ -35,52 +24,61 @@ def first_error(nb):
     return None, None
 
 
+@pytest.fixture(scope="module", params=sorted(ASSIGNMENTS))
+def assignment(request):
+    """Every test here runs for every assignment."""
+    return ASSIGNMENTS[request.param]
+
+
 @pytest.fixture(scope="module")
-def instructor_run(assignment, smallest_budget, tmp_path_factory):
+def facts(assignment):
+    return FACTS[assignment.name]
+
+
+@pytest.fixture(scope="module")
+def instructor_run(assignment, facts, smallest_budget, tmp_path_factory):
     nb = read(assignment.source)
-    nb.cells.append(new_code_cell(PROBE))
-    return execute(with_settings(nb, smallest_budget), cwd=tmp_path_factory.mktemp("instructor"), env=THREADS)
+    nb.cells.append(new_code_cell(facts["probe"]))
+    out = tmp_path_factory.mktemp("outputs")
+    run = execute(with_settings(nb, {**smallest_budget, "OUTPUT_DIR": str(out)}),
+                  cwd=tmp_path_factory.mktemp("instructor"), env=THREADS)
+    return run, out
 
 
-def test_instructor_notebook_runs_and_builds_the_course_network(instructor_run):
-    probe = json.loads(stdout_of(instructor_run.cells[-1]).split("PROBE ", 1)[1])
-    assert probe["parameters"] == 14_750_730
-    assert probe["shapes"] == {
-        "stem_conv": [2, 64, 16, 16], "layer1": [2, 64, 8, 8], "layer2": [2, 256, 4, 4],
-        "layer3": [2, 512, 2, 2], "layer4": [2, 1024, 2, 2], "avgpool": [2, 1024, 1, 1],
-    }
-    assert probe["output"] == [3, 10]
+def test_instructor_notebook_runs_and_builds_the_course_network(instructor_run, facts):
+    probe = json.loads(stdout_of(instructor_run[0].cells[-1]).split("PROBE ", 1)[1])
+    assert probe == facts["network"]
 
 
-def test_instructor_notebook_trains_both_models_and_says_which_data(instructor_run, smallest_budget):
-    log = "".join(stdout_of(c) for c in instructor_run.cells)
+def test_instructor_notebook_trains_every_model_and_says_which_data(instructor_run, facts):
+    run, out = instructor_run
+    log = "".join(stdout_of(c) for c in run.cells)
     assert "Data: a synthetic CIFAR-10-format set" in log
-    assert "VGG-16 epoch 1/1" in log and "ResNet-50 (layer4) epoch 1/1" in log
-    out = smallest_budget["OUTPUT_DIR"]
-    history = json.loads(open(f"{out}/history.json").read())
+    assert all(f"{name} epoch 1/1" in log for name in facts["trained"])
+    history = json.loads((out / "history.json").read_text())
     assert history["data"] == "a synthetic CIFAR-10-format set"
-    assert set(history["histories"]) == {"VGG-16", "ResNet-50 (layer4)"}
-    with open(f"{out}/curves.png", "rb") as f:
+    assert set(history["histories"]) == facts["trained"]
+    with open(out / "curves.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_released_notebook_stops_at_the_first_stub(assignment, smallest_budget, tmp_path):
+def test_released_notebook_stops_at_the_first_stub(assignment, facts, smallest_budget, tmp_path):
     nb = with_settings(read(assignment.student_notebook), smallest_budget)
     with pytest.raises(CellExecutionError) as raised:
         execute(nb, cwd=tmp_path, env=THREADS)
     assert raised.value.ename == "NotImplementedError"
     assert "fill in here" in raised.value.evalue
     index, _ = first_error(nb)
-    assert nb.cells[index].metadata.nbgrader.grade_id == "run_check_residual_block"
-    assert nb.cells[index].source == "check_residual_block()"
+    assert nb.cells[index].metadata.nbgrader.grade_id == facts["first_stub"][0]
+    assert nb.cells[index].source == f"{facts['first_stub'][1]}()"
     assert all(c.get("execution_count") for c in nb.cells[:index] if c.cell_type == "code")
 
 
-def test_with_settings_replaces_the_values_of_the_settings_cell_only(assignment):
+def test_with_settings_replaces_the_values_of_the_settings_cell_only(assignment, facts):
     nb = read(assignment.source)
     changed = with_settings(nb, {"EPOCHS": 1, "OUTPUT_DIR": "elsewhere", "DOWNLOAD": False})
     before, after = tagged(nb, SETTINGS_TAG)[0].source, tagged(changed, SETTINGS_TAG)[0].source
-    assert "EPOCHS = 10 if FULL_RUN else 2" in before and "EPOCHS = 10 if FULL_RUN else 2" not in after
+    assert facts["epochs_line"] in before and facts["epochs_line"] not in after
     assert {"EPOCHS = 1", "OUTPUT_DIR = 'elsewhere'", "DOWNLOAD = False"} <= set(after.splitlines())
     assert len(after.splitlines()) == len(before.splitlines())
     others = [(a.source, b.source) for a, b in zip(nb.cells, changed.cells)
@@ -104,10 +102,10 @@ def no_side_effects(monkeypatch, tmp_path):
 
 def test_reference_run_leaves_the_release_alone_and_demo_releases(no_side_effects):
     assert demo.main(["--notebook"]) == 0
-    assert no_side_effects == [("notebook_run", "resnet50_cifar10")]
+    assert no_side_effects == [("notebook_run", name) for name in sorted(ASSIGNMENTS)]
     no_side_effects.clear()
     assert demo.main([]) == 0
-    assert no_side_effects == [("release", "resnet50_cifar10"), ("autograde",)]
+    assert no_side_effects == [("release", name) for name in sorted(ASSIGNMENTS)] + [("autograde",)] * len(ASSIGNMENTS)
 
 
 def test_reference_run_reads_the_history_where_the_notebook_wrote_it(assignment, monkeypatch, tmp_path):

@@ -8,13 +8,30 @@ import sys
 import pytest
 import torch
 
-from autograder.assignments import ROOT
+from autograder.assignments import ASSIGNMENTS
+from autograder.grade import Checklist
 from autograder.notebooks import SETTINGS_TAG, read, tagged, with_settings
 from autograder.release import STUB, stale
+from tests.facts import FACTS
 from tests.helpers import import_file
 
 SOLUTION_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 STUB_LINE = re.compile(r'^[ \t]*raise NotImplementedError\("fill in here')
+
+
+@pytest.fixture(scope="module", params=sorted(ASSIGNMENTS))
+def assignment(request):
+    """Every test here runs for every assignment."""
+    return ASSIGNMENTS[request.param]
+
+
+@pytest.fixture(scope="module")
+def facts(assignment):
+    return FACTS[assignment.name]
+
+
+def test_every_assignment_has_its_facts():
+    assert set(FACTS) == set(ASSIGNMENTS)
 
 
 def solution_lines(assignment):
@@ -22,7 +39,7 @@ def solution_lines(assignment):
     source = "\n".join(c.source for c in read(assignment.source).cells)
     inside = {line.strip() for region in SOLUTION_REGION.findall(source) for line in region.splitlines()}
     outside = {line.strip() for line in SOLUTION_REGION.sub("", source).splitlines()}
-    return {line for line in inside - outside if line}
+    return {line for line in inside - outside if any(c.isalnum() for c in line)}  # not a lone bracket
 
 
 def released_texts(assignment):
@@ -35,9 +52,9 @@ def test_release_is_in_sync_with_the_instructor_notebook(assignment):
     assert stale(assignment) == [], "the release drifted from solutions/: run `make release` and commit"
 
 
-def test_release_shows_no_solution_code(assignment):
+def test_release_shows_no_solution_code(assignment, facts):
     lines = solution_lines(assignment)
-    assert len(lines) >= 15  # the two block branches and every layer of the net
+    assert len(lines) >= facts["solution_lines"]  # the blocks and every layer of the net
     for name, text in released_texts(assignment).items():
         # the comment above each stub names what to assign (`# self.layer1 = nn.Sequential(...): ...`): an opening
         # line like `self.layer1 = nn.Sequential(` may show there, and only there
@@ -45,9 +62,9 @@ def test_release_shows_no_solution_code(assignment):
         assert not leaked, f"{name} shows solution lines: {leaked}"
 
 
-def test_every_solution_region_became_a_stub(assignment):
+def test_every_solution_region_became_a_stub(assignment, facts):
     regions = len(SOLUTION_REGION.findall("\n".join(c.source for c in read(assignment.source).cells)))
-    assert regions == 7
+    assert regions == facts["regions"]
     for name, text in released_texts(assignment).items():
         assert text.count(STUB) == regions, name
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, name
@@ -58,43 +75,22 @@ def test_no_hidden_tests_anywhere(assignment):
         assert "HIDDEN TESTS" not in path.read_text(), path
 
 
-def test_cells_carry_nbgrader_metadata(assignment):
+def test_cells_carry_nbgrader_metadata(assignment, facts):
     cells = read(assignment.student_notebook).cells
     marked = {c.metadata.nbgrader.grade_id: c.metadata.nbgrader for c in cells if "nbgrader" in c.metadata}
-    assert {gid for gid, m in marked.items() if m.solution} == {"residual_block", "resnet50_layer4"}
+    assert {gid for gid, m in marked.items() if m.solution} == facts["solution_cells"]
     assert all(not m.locked for m in marked.values() if m.solution)
     assert all(m.locked for m in marked.values() if not m.solution)
     assert all(c.metadata.nbgrader.locked for c in cells if c.cell_type == "markdown")
-    assert {"check_residual_block", "check_resnet50_layer4", "conv_helpers"} <= set(marked)
+    assert facts["locked_cells"] <= set(marked)
     assert all(not c.get("outputs") for c in cells)
 
 
-def test_reference_module_builds_the_course_network(assignment):
-    reference = import_file(assignment.reference_module)
-    model = reference.ResNet50_layer4(num_classes=10).eval()
-    assert sum(p.numel() for p in model.parameters()) == 14_750_730
-    x = torch.randn(2, 3, 32, 32)
-    shapes = {}
-    with torch.no_grad():
-        out = x
-        for stage in ("layer1", "layer2", "layer3", "layer4", "avgpool"):
-            out = getattr(model, stage)(out)
-            shapes[stage] = tuple(out.shape[1:])
-        assert model(x).shape == (2, 10)
-    assert shapes == {"layer1": (64, 8, 8), "layer2": (256, 4, 4), "layer3": (512, 2, 2),
-                      "layer4": (1024, 2, 2), "avgpool": (1024, 1, 1)}
-
-
-@pytest.mark.parametrize("build", [
-    lambda m: m.ResidualBlock(64, 64, 256, downsample=True),
-    lambda m: m.ResidualBlock(64, 64, 256, downsample=False),
-    lambda m: m.ResNet50_layer4(num_classes=10),
-], ids=["block-downsample", "block-plain", "net"])
-def test_student_module_imports_and_fails_clearly_at_each_stub(assignment, build):
+def test_student_module_imports_and_fails_clearly_at_each_stub(assignment, facts):
     skeleton = import_file(assignment.student_module)  # definitions only: importing runs nothing
-    with pytest.raises(NotImplementedError, match="fill in here"):
-        build(skeleton)
-
+    for build in facts["stubs"]:
+        with pytest.raises(NotImplementedError, match="fill in here"):
+            build(skeleton)
 
 
 def named_results(text):
@@ -103,10 +99,10 @@ def named_results(text):
     return attrs or ({"return"} if re.search(r"\breturn\b", text) else set())
 
 
-def test_every_stub_sits_under_a_comment_naming_what_to_assign(assignment):
+def test_every_stub_sits_under_a_comment_naming_what_to_assign(assignment, facts):
     source = "\n".join(c.source for c in read(assignment.source).cells)
     wanted = [named_results(region) for region in SOLUTION_REGION.findall(source)]
-    assert all(wanted) and len(wanted) == 7
+    assert all(wanted) and len(wanted) == facts["regions"]
     for name, text in released_texts(assignment).items():
         lines = text.splitlines()
         stubs = [i for i, line in enumerate(lines) if STUB_LINE.match(line)]
@@ -117,10 +113,9 @@ def test_every_stub_sits_under_a_comment_naming_what_to_assign(assignment):
             assert named_results(above) == want, f"{name}, line {i}: {above!r} should name {sorted(want)}"
 
 
-def test_the_points_in_the_headings_add_up_to_what_the_grader_gives(assignment):
-    checks = (ROOT / "autograder" / "checks" / f"{assignment.name}.py").read_text()
-    total = sum(int(n) for n in re.findall(r"@pytest\.mark\.points\((\d+)\)", checks))
-    assert total == 120
+def test_the_points_in_the_headings_add_up_to_what_the_grader_gives(assignment, facts):
+    total = sum(points for _, _, points in Checklist.of(assignment).columns())
+    assert total == facts["total"]
     for path in (assignment.source, assignment.student_notebook):
         markdown = [c.source for c in read(path).cells if c.cell_type == "markdown"]
         headings = [int(n) for text in markdown for n in re.findall(r"^#+ .*\((\d+) points\)$", text, re.M)]
@@ -140,7 +135,7 @@ def settings_of(nb, **changes):
     return namespace
 
 
-def test_run_all_is_a_small_run_and_the_full_run_is_one_setting_away(assignment):
+def test_run_all_is_a_small_run_and_the_full_run_is_one_setting_away(assignment, facts):
     for path in (assignment.source, assignment.student_notebook):
         nb = read(path)
         quick = settings_of(nb)
@@ -148,10 +143,8 @@ def test_run_all_is_a_small_run_and_the_full_run_is_one_setting_away(assignment)
         assert quick["FULL_RUN"] is False and 0 < quick["TRAIN_SUBSET"] * quick["EPOCHS"] <= 10_000, path.name
         assert 0 < quick["TEST_SUBSET"] <= 1_000, path.name
         full = settings_of(nb, FULL_RUN=True)
-        assert (full["EPOCHS"], full["TRAIN_SUBSET"], full["TEST_SUBSET"]) == (10, 0, 0), path.name
-        assert (full["OPTIMIZER"], full["LR"]) == ("sgd", 0.01), path.name
-        assert tagged(nb, SETTINGS_TAG)[0].source.startswith(
-            "FULL_RUN = False  # True: all 50,000 images for 10 epochs"), path.name
+        assert {k: full[k] for k in facts["full_run"]} == facts["full_run"], path.name
+        assert tagged(nb, SETTINGS_TAG)[0].source.startswith(facts["settings_start"]), path.name
 
 
 TOOLING = [re.compile(p, re.I) for p in (
@@ -170,26 +163,21 @@ def run_script(path, cwd):
     return subprocess.run([sys.executable, str(path)], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
-CHECKS_PASSED = ["ResidualBlock(64, 64, 256, downsample=False): (2, 64, 8, 8) -> (2, 256, 8, 8)  ok",
-                 "ResidualBlock(64, 64, 256, downsample=True): (2, 64, 8, 8) -> (2, 256, 4, 4)  ok",
-                 "layer4: (1024, 2, 2)  ok", "output (2, 10), 14,750,730 parameters  ok"]
-
-
-def test_the_reference_module_run_as_a_script_passes_the_sanity_checks(assignment, tmp_path):
+def test_the_reference_module_run_as_a_script_passes_the_sanity_checks(assignment, facts, tmp_path):
     done = run_script(assignment.reference_module, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    for line in CHECKS_PASSED:
+    for line in facts["sanity_lines"]:
         assert line in done.stdout
 
 
-def test_the_released_skeleton_run_as_a_script_stops_at_the_first_stub(assignment, tmp_path):
+def test_the_released_skeleton_run_as_a_script_stops_at_the_first_stub(assignment, facts, tmp_path):
     done = run_script(assignment.student_module, tmp_path)
     assert done.returncode == 1
     assert 'NotImplementedError: fill in here' in done.stderr
-    assert "in check_residual_block" in done.stderr and done.stdout == ""
+    assert f"in {facts['first_stub'][1]}" in done.stderr and done.stdout == ""
 
 
-def test_the_released_skeleton_filled_in_passes_the_sanity_checks_as_a_script(assignment, tmp_path):
+def test_the_released_skeleton_filled_in_passes_the_sanity_checks_as_a_script(assignment, facts, tmp_path):
     module = "\n".join(c.source for c in tagged(read(assignment.source), "module"))
     regions = iter(re.findall(r"^[ \t]*### BEGIN SOLUTION\n(.*?)^[ \t]*### END SOLUTION\n", module, re.S | re.M))
     filled = re.sub(r'^[ \t]*raise NotImplementedError\("fill in here.*\n', lambda m: next(regions),
@@ -198,5 +186,5 @@ def test_the_released_skeleton_filled_in_passes_the_sanity_checks_as_a_script(as
     (tmp_path / assignment.module).write_text(filled)
     done = run_script(tmp_path / assignment.module, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    for line in CHECKS_PASSED:
+    for line in facts["sanity_lines"]:
         assert line in done.stdout

@@ -30,15 +30,17 @@ class BasicBlock(nn.Module):
     def __init__(self, in_planes, planes, stride=1, option="A"):
         super().__init__()
         # fill in here (20 points): the main path and the shortcut.
-        # self.conv1, self.bn1: conv3x3 with the stride, in_planes -> planes, then nn.BatchNorm2d
-        # self.conv2, self.bn2: conv3x3 with stride 1, planes -> planes, then nn.BatchNorm2d
-        # self.shortcut: nn.Sequential() where the shapes match; else option "A" (a LambdaLayer: every other
-        # pixel, the new channels zero-padded, half before and half after) or option "B" (nn.Sequential of a
-        # 1x1 nn.Conv2d with the stride and no bias, and nn.BatchNorm2d)
+        # conv1, bn1: conv3x3 with the stride, in_planes -> planes, then nn.BatchNorm2d
+        # conv2, bn2: conv3x3 with stride 1, planes -> planes, then nn.BatchNorm2d
+        # shortcut: nn.Sequential() where the shapes match; else option "A" (a LambdaLayer: every other pixel,
+        # the new channels zero-padded, half before and half after) or option "B" (nn.Sequential of a 1x1
+        # nn.Conv2d with the stride and no bias, and nn.BatchNorm2d)
+        # self.conv1 = ...; self.bn1 = ...; self.conv2 = ...; self.bn2 = ...; self.shortcut = ...
         raise NotImplementedError("fill in here: replace this line with your code")
 
     def forward(self, x):
         # fill in here (10 points): conv1 -> bn1 -> ReLU -> conv2 -> bn2, add self.shortcut(x), then ReLU
+        # return the result
         raise NotImplementedError("fill in here: replace this line with your code")
 
 
@@ -73,10 +75,11 @@ class PlainBlock(nn.Module):
     def __init__(self, in_planes, planes, stride=1, option="A"):
         super().__init__()
         # fill in here (10 points, with forward): conv1, bn1, conv2, bn2 as in BasicBlock, and no shortcut
+        # self.conv1 = ...; self.bn1 = ...; self.conv2 = ...; self.bn2 = ...
         raise NotImplementedError("fill in here: replace this line with your code")
 
     def forward(self, x):
-        # fill in here: conv1 -> bn1 -> ReLU -> conv2 -> bn2 -> ReLU
+        # fill in here: conv1 -> bn1 -> ReLU -> conv2 -> bn2 -> ReLU, and return the result
         raise NotImplementedError("fill in here: replace this line with your code")
 
 
@@ -85,9 +88,10 @@ class ResNet(nn.Module):
         super().__init__()
         self.in_planes = 16
         # fill in here (25 points, with _make_layer): the stem, the three stages, the classifier.
-        # self.conv1, self.bn1: conv3x3 3 -> 16 filters, then nn.BatchNorm2d(16)
-        # self.layer1, self.layer2, self.layer3: self._make_layer(block, planes, n, stride, option) with
-        # 16, 32, 64 filters and strides 1, 2, 2; self.linear: nn.Linear(64 * block.expansion, num_classes)
+        # conv1, bn1: conv3x3 3 -> 16 filters, then nn.BatchNorm2d(16); layer1, layer2, layer3:
+        # self._make_layer(block, planes, n, stride, option) with 16, 32, 64 filters and strides 1, 2, 2;
+        # linear: nn.Linear(64 * block.expansion, num_classes)
+        # self.conv1 = …; self.bn1 = …; self.layer1 = …; self.layer2 = …; self.layer3 = …; self.linear = …
         raise NotImplementedError("fill in here: replace this line with your code")
 
         for m in self.modules():  # He initialisation, as in the paper
@@ -95,54 +99,65 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight)
 
     def _make_layer(self, block, planes, n, stride, option):
-        # fill in here: a list of n blocks, only the first with `stride`; return nn.Sequential(*blocks)
+        # fill in here: a list of n blocks, only the first with `stride`
+        # self.in_planes = … after each block (its output channels); return the blocks as one nn.Sequential
         raise NotImplementedError("fill in here: replace this line with your code")
 
     def forward(self, x):
         # fill in here (10 points): conv1 -> bn1 -> ReLU -> layer1 -> layer2 -> layer3 -> global average pooling
-        # (F.adaptive_avg_pool2d(out, 1)) -> flatten to (N, 64) -> linear
+        # (F.adaptive_avg_pool2d(out, 1)) -> flatten to (N, 64) -> linear, and return the logits
         raise NotImplementedError("fill in here: replace this line with your code")
 
 
 # fill in here (10 points): each builder is one line, with the n that gives its depth (6n + 2).
 
 def resnet20(num_classes=10, option="A"):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def resnet32(num_classes=10, option="A"):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def resnet44(num_classes=10, option="A"):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def resnet56(num_classes=10, option="A"):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def resnet110(num_classes=10, option="A"):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def plain20(num_classes=10):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def plain32(num_classes=10):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def plain44(num_classes=10):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def plain56(num_classes=10):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 
 def plain110(num_classes=10):
+    # return the network of this depth
     raise NotImplementedError("fill in here: replace this line with your code")
 
 

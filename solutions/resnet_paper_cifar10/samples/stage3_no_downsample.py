@@ -29,11 +29,12 @@ class BasicBlock(nn.Module):
     def __init__(self, in_planes, planes, stride=1, option="A"):
         super().__init__()
         # fill in here (20 points): the main path and the shortcut.
-        # self.conv1, self.bn1: conv3x3 with the stride, in_planes -> planes, then nn.BatchNorm2d
-        # self.conv2, self.bn2: conv3x3 with stride 1, planes -> planes, then nn.BatchNorm2d
-        # self.shortcut: nn.Sequential() where the shapes match; else option "A" (a LambdaLayer: every other
-        # pixel, the new channels zero-padded, half before and half after) or option "B" (nn.Sequential of a
-        # 1x1 nn.Conv2d with the stride and no bias, and nn.BatchNorm2d)
+        # conv1, bn1: conv3x3 with the stride, in_planes -> planes, then nn.BatchNorm2d
+        # conv2, bn2: conv3x3 with stride 1, planes -> planes, then nn.BatchNorm2d
+        # shortcut: nn.Sequential() where the shapes match; else option "A" (a LambdaLayer: every other pixel,
+        # the new channels zero-padded, half before and half after) or option "B" (nn.Sequential of a 1x1
+        # nn.Conv2d with the stride and no bias, and nn.BatchNorm2d)
+        # self.conv1 = ...; self.bn1 = ...; self.conv2 = ...; self.bn2 = ...; self.shortcut = ...
         ### BEGIN SOLUTION
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -56,6 +57,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         # fill in here (10 points): conv1 -> bn1 -> ReLU -> conv2 -> bn2, add self.shortcut(x), then ReLU
+        # return the result
         ### BEGIN SOLUTION
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -95,6 +97,7 @@ class PlainBlock(nn.Module):
     def __init__(self, in_planes, planes, stride=1, option="A"):
         super().__init__()
         # fill in here (10 points, with forward): conv1, bn1, conv2, bn2 as in BasicBlock, and no shortcut
+        # self.conv1 = ...; self.bn1 = ...; self.conv2 = ...; self.bn2 = ...
         ### BEGIN SOLUTION
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -103,7 +106,7 @@ class PlainBlock(nn.Module):
         ### END SOLUTION
 
     def forward(self, x):
-        # fill in here: conv1 -> bn1 -> ReLU -> conv2 -> bn2 -> ReLU
+        # fill in here: conv1 -> bn1 -> ReLU -> conv2 -> bn2 -> ReLU, and return the result
         ### BEGIN SOLUTION
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)))
@@ -115,9 +118,10 @@ class ResNet(nn.Module):
         super().__init__()
         self.in_planes = 16
         # fill in here (25 points, with _make_layer): the stem, the three stages, the classifier.
-        # self.conv1, self.bn1: conv3x3 3 -> 16 filters, then nn.BatchNorm2d(16)
-        # self.layer1, self.layer2, self.layer3: self._make_layer(block, planes, n, stride, option) with
-        # 16, 32, 64 filters and strides 1, 2, 2; self.linear: nn.Linear(64 * block.expansion, num_classes)
+        # conv1, bn1: conv3x3 3 -> 16 filters, then nn.BatchNorm2d(16); layer1, layer2, layer3:
+        # self._make_layer(block, planes, n, stride, option) with 16, 32, 64 filters and strides 1, 2, 2;
+        # linear: nn.Linear(64 * block.expansion, num_classes)
+        # self.conv1 = …; self.bn1 = …; self.layer1 = …; self.layer2 = …; self.layer3 = …; self.linear = …
         ### BEGIN SOLUTION
         self.conv1 = conv3x3(3, 16)
         self.bn1 = nn.BatchNorm2d(16)
@@ -132,7 +136,8 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight)
 
     def _make_layer(self, block, planes, n, stride, option):
-        # fill in here: a list of n blocks, only the first with `stride`; return nn.Sequential(*blocks)
+        # fill in here: a list of n blocks, only the first with `stride`
+        # self.in_planes = … after each block (its output channels); return the blocks as one nn.Sequential
         ### BEGIN SOLUTION
         blocks = []
         for s in [stride] + [1] * (n - 1):
@@ -143,7 +148,7 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         # fill in here (10 points): conv1 -> bn1 -> ReLU -> layer1 -> layer2 -> layer3 -> global average pooling
-        # (F.adaptive_avg_pool2d(out, 1)) -> flatten to (N, 64) -> linear
+        # (F.adaptive_avg_pool2d(out, 1)) -> flatten to (N, 64) -> linear, and return the logits
         ### BEGIN SOLUTION
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
@@ -156,60 +161,70 @@ class ResNet(nn.Module):
 # fill in here (10 points): each builder is one line, with the n that gives its depth (6n + 2).
 
 def resnet20(num_classes=10, option="A"):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(BasicBlock, [3, 3, 3], num_classes, option)
     ### END SOLUTION
 
 
 def resnet32(num_classes=10, option="A"):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(BasicBlock, [5, 5, 5], num_classes, option)
     ### END SOLUTION
 
 
 def resnet44(num_classes=10, option="A"):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(BasicBlock, [7, 7, 7], num_classes, option)
     ### END SOLUTION
 
 
 def resnet56(num_classes=10, option="A"):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(BasicBlock, [9, 9, 9], num_classes, option)
     ### END SOLUTION
 
 
 def resnet110(num_classes=10, option="A"):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(BasicBlock, [18, 18, 18], num_classes, option)
     ### END SOLUTION
 
 
 def plain20(num_classes=10):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(PlainBlock, [3, 3, 3], num_classes)
     ### END SOLUTION
 
 
 def plain32(num_classes=10):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(PlainBlock, [5, 5, 5], num_classes)
     ### END SOLUTION
 
 
 def plain44(num_classes=10):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(PlainBlock, [7, 7, 7], num_classes)
     ### END SOLUTION
 
 
 def plain56(num_classes=10):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(PlainBlock, [9, 9, 9], num_classes)
     ### END SOLUTION
 
 
 def plain110(num_classes=10):
+    # return the network of this depth
     ### BEGIN SOLUTION
     return ResNet(PlainBlock, [18, 18, 18], num_classes)
     ### END SOLUTION
