@@ -1,7 +1,8 @@
 """autograde: grade every submission of an assignment; results are written as each student finishes.
 
-autograde --assignment resnet50_cifar10 --out OUT [--jobs N] [--device auto|cpu|cuda] [--data-dir D] [--force]
+autograde --assignment NAME --out OUT [--jobs N] [--device auto|cpu|cuda] [--data-dir D] [--force]
           [--timeout S] [--grading-timeout S] SUBMISSION...
+autograde --list    (every assignment, with its checks and their points)
 """
 import argparse
 import contextlib
@@ -16,7 +17,7 @@ from tqdm import tqdm
 
 from . import report, sandbox
 from .assignments import ASSIGNMENTS, ROOT
-from .grade import prepare, submission_hash
+from .grade import Checklist, prepare, submission_hash
 from .load import find_submissions
 from .train import DataError
 from .workers import START_METHOD, grade_all
@@ -58,10 +59,21 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def listing() -> str:
+    """Every assignment: its name, title and total, then each check's points and title."""
+    lines = []
+    for assignment in ASSIGNMENTS.values():
+        columns = Checklist.of(assignment).columns()
+        lines += [f"{assignment.name}: {assignment.title} ({sum(c[2] for c in columns)} points)"]
+        lines += [f"  {points:>3}  {title}" for _, title, points in columns] + [""]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="autograde", description=__doc__.splitlines()[0])
-    parser.add_argument("--assignment", required=True, choices=sorted(ASSIGNMENTS))
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--list", action="store_true", help="print every assignment with its checks and points")
+    parser.add_argument("--assignment", choices=sorted(ASSIGNMENTS))
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the training run happens (auto: cuda when available)")
@@ -72,9 +84,14 @@ def main(argv=None):
                         help="seconds for one submission's sandbox (default %(default)s)")
     parser.add_argument("--grading-timeout", type=float, default=600.0,
                         help="seconds for one submission's whole grading, training included (default %(default)s)")
-    parser.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+    parser.add_argument("submissions", nargs="*", metavar="SUBMISSION",
                         help=".ipynb or .py files, folders (one per student), or zips of such")
     args = parser.parse_args(argv)
+    if args.list:
+        print(listing())
+        return 0
+    if not (args.assignment and args.out and args.submissions):
+        parser.error("--assignment, --out and at least one SUBMISSION are required (or --list)")
 
     try:
         device = pick_device(args.device)

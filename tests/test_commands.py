@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from autograder.assignments import ROOT
+from autograder.assignments import ASSIGNMENTS, ROOT
 
 README = (ROOT / "README.md").read_text()
 MAKEFILE = (ROOT / "Makefile").read_text()
@@ -39,26 +39,41 @@ def test_make_data_writes_the_synthetic_set(tmp_path):
 def test_make_demo_grades_the_samples():
     result = make("demo", 1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name in ASSIGNMENTS:  # every assignment's samples, each in its own table
+        assert f"== autograde {name}:" in result.stdout
     assert re.search(r"^reference\s+120/120\s+0\s+graded$", result.stdout, re.M)
-    assert re.search(r"^release\s+0/120", result.stdout, re.M)
+    assert re.search(r"^reference\s+100/100\s+0\s+graded$", result.stdout, re.M)
+    assert re.search(r"^release\s+0/120", result.stdout, re.M) and re.search(r"^release\s+0/100", result.stdout, re.M)
 
 
-def test_make_reference_run_trains_both_models(tmp_path):
-    result = make("reference-run", 1200)
+def test_make_reference_run_trains_every_model_of_every_assignment(tmp_path):
+    result = make("reference-run", 1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "falling" in result.stdout and "NOT falling" not in result.stdout
+    for name in ("VGG-16", "ResNet-50 (layer4)", "plain-20", "ResNet-56"):
+        assert re.search(rf"^ +{re.escape(name)}: train loss .* \(falling\)", result.stdout, re.M), name
 
 
 def test_make_bench_reports_the_split():
     result = make("bench", 1500, BENCH_COPIES=2, BENCH_JOBS=2)  # the README's second form: workers in parallel
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "wall time per submission" in result.stdout and "training step" in result.stdout
+    for name in ASSIGNMENTS:  # every assignment, in the yardstick's unit
+        assert re.search(rf"^  {name}: submission / step +\d+\.\d$", result.stdout, re.M), name
 
 
 @pytest.mark.parametrize("script", ["autograde", "kit-release", "kit-synthetic-cifar10", "kit-demo"])
 def test_console_scripts_answer_help(script):
     result = subprocess.run([os.path.join(BIN, script), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+
+
+def test_autograde_list_names_every_assignment_with_its_points():
+    result = subprocess.run([os.path.join(BIN, "autograde"), "--list"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^resnet50_cifar10: .*\(120 points\)$", result.stdout, re.M)
+    assert re.search(r"^resnet_paper_cifar10: .*\(100 points\)$", result.stdout, re.M)
+    assert re.search(r"^    5  Option A: no parameters", result.stdout, re.M)
 
 
 def test_make_clean_removes_what_the_kit_wrote():
