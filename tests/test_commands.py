@@ -25,6 +25,16 @@ def test_every_make_target_the_readme_names_is_in_the_makefile():
     assert len(re.findall(r"^release:", MAKEFILE, re.M)) == 1  # a second rule would silently replace the first
 
 
+def test_make_release_writes_every_assignment_and_changes_nothing_committed():
+    result = make("release", 300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ASSIGNMENTS:
+        assert f"wrote assignments/{name}/" in result.stdout
+    drift = subprocess.run(["git", "status", "--porcelain", "--", "assignments", "solutions"], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert drift.returncode != 0 or drift.stdout == "", drift.stdout  # outside a git checkout there is nothing to compare
+
+
 def test_make_check_release_passes_on_a_clean_checkout():
     result = make("check-release", 300)
     assert result.returncode == 0, result.stdout + result.stderr
