@@ -10,9 +10,9 @@ output, so code that behaves differently while exported is caught) and NAME.para
 even when the model cannot run). A model that fails writes NAME.error.json instead, and then each of its parts the
 request names (`net.layer3`, ...) is exported alone. A model's "build" may list other names to try in order (a
 capitalised builder, say): NAME.built.json then says which one was built. A model marked "export": false is only
-built and its parameters listed (a deep builder's count costs no export). definitions.json lists the statements that failed;
-progress.txt says where the code was, for a child that ends the process. Nothing here is trusted by the grader: it
-validates and re-runs what it reads.
+built and its parameters listed (a deep builder's count costs no export). definitions.json lists the statements
+that failed; progress.txt says where the code was, for a child that ends the process. Nothing here is trusted by
+the grader: it validates and re-runs what it reads.
 """
 import ast
 import json

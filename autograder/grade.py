@@ -61,8 +61,11 @@ class Checklist:
         return tuple(sorted(set(CHECK_BATCHES) | extra))
 
     def fingerprint(self) -> str:
-        """What a stored result depends on, of the grader's side: the checks and the exports they ask for."""
-        return hashlib.sha256(self.file.read_bytes() + json.dumps(self.exports, sort_keys=True).encode()).hexdigest()
+        """What a stored result depends on, of the grader's side: the checks, what they share, and the exports they
+        ask for."""
+        shared = Path(__file__).with_name("probes.py").read_bytes()
+        return hashlib.sha256(self.file.read_bytes() + shared + json.dumps(self.exports, sort_keys=True).encode()
+                              ).hexdigest()
 
 
 @dataclass
@@ -404,7 +407,8 @@ def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits
     task = task_data(root, budget, checksums)
     workdir = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))
     try:
-        models, notes, cause, _, params, _ = export_and_rebuild(assignment.reference_module, checklist, workdir, limits)
+        models, notes, cause, _, params, _ = export_and_rebuild(assignment.reference_module, checklist, workdir,
+                                                                limits)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     broken = {k: v.message for k, v in models.items() if isinstance(v, Missing)}

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from .check import CheckFailed, expect
 from .rebuild import bind
 
-__all__ = ["CheckFailed", "expect", "shapes_of", "parameters", "listed_parameters", "part_model", "part_shapes",
-           "convolutions", "silenced", "shortcut_only", "projection", "main_path_parameters", "activation_adds", "weighted_layers", "training_checks",
-           "count"]
+__all__ = ["CheckFailed", "expect", "count", "shapes_of", "parameters", "listed_parameters", "part_model",
+           "part_shapes", "convolutions", "weighted_layers", "activation_adds", "silenced", "shortcut_only",
+           "projection", "main_path_parameters", "training_checks"]
 
 
 def count(n) -> str:

@@ -55,8 +55,10 @@ FACTS = {
         "epochs_line": "EPOCHS = 182 if FULL_RUN else 2",
         "full_run": {"EPOCHS": 182, "TRAIN_SUBSET": 0, "TEST_SUBSET": 0, "OPTIMIZER": "sgd", "LR": 0.1},
         "settings_start": "FULL_RUN = False  # True: the paper's recipe, 182 epochs",
-        "sanity_lines": ["BasicBlock(16, 32, stride=2, option='A'): (2, 16, 8, 8) -> (2, 32, 4, 4), 13,952 parameters  ok",
-                         "BasicBlock(16, 32, stride=2, option='B'): (2, 16, 8, 8) -> (2, 32, 4, 4), 14,528 parameters  ok",
+        "sanity_lines": ["BasicBlock(16, 32, stride=2, option='A'): (2, 16, 8, 8) -> (2, 32, 4, 4), 13,952 "
+                         "parameters  ok",
+                         "BasicBlock(16, 32, stride=2, option='B'): (2, 16, 8, 8) -> (2, 32, 4, 4), 14,528 "
+                         "parameters  ok",
                          "after layer3: (2, 64, 8, 8)  ok",
                          "resnet20: 269,722 parameters (option A), 272,474 (option B); plain20: 269,722  ok",
                          "resnet110: 1,727,962 parameters (option A), 1,730,714 (option B); plain110: 1,727,962  ok"],

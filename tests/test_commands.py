@@ -32,7 +32,7 @@ def test_make_release_writes_every_assignment_and_changes_nothing_committed():
         assert f"wrote assignments/{name}/" in result.stdout
     drift = subprocess.run(["git", "status", "--porcelain", "--", "assignments", "solutions"], cwd=ROOT,
                            capture_output=True, text=True)
-    assert drift.returncode != 0 or drift.stdout == "", drift.stdout  # outside a git checkout there is nothing to compare
+    assert drift.returncode != 0 or drift.stdout == "", drift.stdout  # outside a git checkout: nothing to compare
 
 
 def test_make_check_release_passes_on_a_clean_checkout():

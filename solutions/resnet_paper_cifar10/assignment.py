@@ -59,7 +59,8 @@ SAMPLES = {
          "self.layer3 = self._make_layer(block, 64, num_blocks[2], 1, option)"),
     ]),
     "num_classes_ignored": ("the classifier always has 10 outputs", [
-        ("self.linear = nn.Linear(64 * block.expansion, num_classes)", "self.linear = nn.Linear(64 * block.expansion, 10)"),
+        ("self.linear = nn.Linear(64 * block.expansion, num_classes)",
+         "self.linear = nn.Linear(64 * block.expansion, 10)"),
     ]),
 }
 AS_NOTEBOOKS = ["reference", "relu_before_add"]
