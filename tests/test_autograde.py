@@ -9,6 +9,7 @@ import torch
 from autograder import cli, report, sandbox
 from autograder.assignments import ROOT
 from autograder.grade import StudentResult
+from tests.helpers import assert_graded, state
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
 CHECKS = ROOT / "solutions" / "resnet50_cifar10" / "checks.py"
@@ -49,10 +50,6 @@ def graded(tmp_path_factory):
     return out
 
 
-def state(out, student):
-    return json.loads((out / "state" / f"{student}.json").read_text())
-
-
 def test_every_sample_is_shipped_and_expected():
     assert {p.name.rsplit(".", 1)[0] for p in SAMPLES.iterdir()} == set(EXPECTED)
     assert {p.suffix for p in SAMPLES.iterdir()} == {".py", ".ipynb"}
@@ -60,11 +57,7 @@ def test_every_sample_is_shipped_and_expected():
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_sample_gets_its_exact_score_and_failures(graded, student):
-    score, failing = EXPECTED[student]
-    result = state(graded, student)
-    assert {r["name"] for r in result["results"]} == ALL
-    assert {r["name"] for r in result["results"] if not r["passed"]} == failing
-    assert (result["score"], result["max_score"]) == (score, 120)
+    assert_graded(graded, student, ALL, *EXPECTED[student], max_score=120)
 
 
 def test_feedback_explains_each_failure(graded):

@@ -11,7 +11,7 @@ from nbformat.v4 import new_code_cell
 from autograder import demo
 from autograder.assignments import ASSIGNMENTS
 from autograder.notebooks import SETTINGS_TAG, execute, read, stdout_of, tagged, with_settings
-from tests.facts import FACTS
+from tests.helpers import every_assignment, facts_of  # noqa: F401 (fixtures: each test, every assignment)
 
 THREADS = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}  # the kernel: two threads, like the machine
 
@@ -22,17 +22,6 @@ def first_error(nb):
             if output.output_type == "error":
                 return i, output
     return None, None
-
-
-@pytest.fixture(scope="module", params=sorted(ASSIGNMENTS))
-def assignment(request):
-    """Every test here runs for every assignment."""
-    return ASSIGNMENTS[request.param]
-
-
-@pytest.fixture(scope="module")
-def facts(assignment):
-    return FACTS[assignment.name]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from safetensors.torch import save
 from autograder import cli, export, rebuild
 from autograder.assignments import ASSIGNMENTS, ROOT
 from autograder.probes import activation_adds, main_path_parameters, projection, shortcut_only
-from tests.helpers import import_file
+from tests.helpers import assert_graded, import_file, state
 
 ASSIGNMENT = ASSIGNMENTS["resnet_paper_cifar10"]
 BLOCK = {"block_output_shapes", "block_layers", "block_stride", "block_residual", "option_a_shortcut",
@@ -57,10 +57,6 @@ def graded(tmp_path_factory):
     return out
 
 
-def state(out, student):
-    return json.loads((out / "state" / f"{student}.json").read_text())
-
-
 def test_every_sample_is_shipped_and_expected():
     shipped = {p.name.rsplit(".", 1)[0] for p in ASSIGNMENT.samples_dir.iterdir()}
     assert shipped | {"seed003_kuangliu"} == set(EXPECTED)
@@ -69,11 +65,7 @@ def test_every_sample_is_shipped_and_expected():
 
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_sample_gets_its_exact_score_and_failures(graded, student):
-    score, failing = EXPECTED[student]
-    result = state(graded, student)
-    assert {r["name"] for r in result["results"]} == ALL
-    assert {r["name"] for r in result["results"] if not r["passed"]} == failing
-    assert (result["score"], result["max_score"]) == (score, 100)
+    assert_graded(graded, student, ALL, *EXPECTED[student], max_score=100)
 
 
 def messages(out, student):

@@ -13,21 +13,10 @@ from autograder.grade import Checklist
 from autograder.notebooks import SETTINGS_TAG, read, tagged, with_settings
 from autograder.release import STUB, stale
 from tests.facts import FACTS
-from tests.helpers import import_file
+from tests.helpers import every_assignment, facts_of, import_file  # noqa: F401 (fixtures: every assignment)
 
 SOLUTION_REGION = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
 STUB_LINE = re.compile(r'^[ \t]*raise NotImplementedError\("fill in here')
-
-
-@pytest.fixture(scope="module", params=sorted(ASSIGNMENTS))
-def assignment(request):
-    """Every test here runs for every assignment."""
-    return ASSIGNMENTS[request.param]
-
-
-@pytest.fixture(scope="module")
-def facts(assignment):
-    return FACTS[assignment.name]
 
 
 def test_every_assignment_has_its_facts():
