@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from autograder.assignments import ASSIGNMENTS, ROOT
+from tests.helpers import import_file
 
 README = (ROOT / "README.md").read_text()
 MAKEFILE = (ROOT / "Makefile").read_text()
@@ -76,6 +78,30 @@ def test_make_bench_reports_the_split():
 def test_console_scripts_answer_help(script):
     result = subprocess.run([os.path.join(BIN, script), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+
+
+def test_the_paper_recipe_benchmark_times_epochs_and_projects_182():
+    result = subprocess.run([sys.executable, "bench/paper_recipe.py", "--device", "cpu", "--train", "250", "--epochs",
+                             "2", "--batch", "50"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"^epoch 2: \d+\.\d\d s, last loss", result.stdout, re.M)
+    assert re.search(r"^seconds per epoch: \d+\.\d\d \(first epoch, with warm-up", result.stdout, re.M)
+    assert re.search(r"^projected 182 epochs: \d+\.\d min$", result.stdout, re.M)
+    assert "synthetic CIFAR-10-format set (250 train" in result.stdout
+
+
+def test_the_recipe_augmentation_is_a_padded_crop_or_its_mirror():
+    augment = import_file(ROOT / "bench" / "paper_recipe.py").augment
+    x = torch.randn(16, 3, 32, 32)
+    out = augment(x, torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    flipped = 0
+    for i in range(16):
+        windows = {(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
+                   if torch.equal(out[i], (lambda w: w.flip(2) if flip else w)(padded[i, :, dy:dy + 32, dx:dx + 32]))}
+        assert windows, i
+        flipped += all(flip for _, _, flip in windows)
+    assert 0 < flipped < 16  # some images flipped, some not
 
 
 def test_autograde_list_names_every_assignment_with_its_points():
