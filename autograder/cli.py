@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import report, sandbox
-from .assignments import ASSIGNMENTS, ROOT
+from .assignments import ASSIGNMENTS, ROOT, SOLUTIONS
 from .grade import Checklist, prepare, submission_hash
 from .load import find_submissions
 from .train import DataError
@@ -108,7 +108,7 @@ def main(argv=None):
         report.claim(out, assignment.name)
     except ValueError as exc:
         parser.error(str(exc))
-    sandbox.protect([out, assignment.folder])
+    sandbox.protect([out, SOLUTIONS, ROOT / "tests"])  # every assignment's checks and solutions, not only this one's
     isolation = sandbox.isolation()
     for line in isolation:
         if "WARNING" in line:

@@ -30,6 +30,7 @@ from .train import BUDGETS, EVAL_CHUNK, TaskData, resolve_data, task_data, train
 MAX_GRAPH_BYTES = 32 << 20
 MAX_WEIGHT_BYTES = 512 << 20
 MAX_NOTES = 20
+MAX_PARAMETER_LIST = (1 << 20, 20_000)  # bytes and entries of a parameter list (ResNet-152's has 465 entries)
 CHECK_BATCHES = (1, 2, 3, 8)  # the batch sizes the checks run a model at
 _WHERE = re.compile(r"(cell \d{1,4}|[\w .-]{1,120}\.py), line \d{1,6}|(building|exporting) [\w.]{1,80}|done")
 
@@ -133,7 +134,9 @@ def _reason(spec, error: dict, notes: list, hide, part="", shapes=None) -> Missi
     if 'missing the required "forward" function' in said:
         return Missing(f"`{name}` has no `forward`: define `def forward(self, x):` inside the class "
                        "(check its indentation: it must be a method of the class).")
-    if stage == "build" and kind == "TypeError" and "unexpected keyword argument" in said:
+    called = any(f"{n}() got an unexpected keyword" in said or f"{n}.__init__() got an unexpected keyword" in said
+                 for n in builders(spec))
+    if stage == "build" and kind == "TypeError" and called:  # the builder's own signature, not a typo inside it
         return Missing(f"{call} could not be built: it does not take the keyword arguments the assignment's "
                        f"{name} takes. Next step: keep the signature as given.", said)
     if stage == "build":
@@ -148,7 +151,11 @@ def _reason(spec, error: dict, notes: list, hide, part="", shapes=None) -> Missi
 
 
 def _read_json(path: Path, limit: int):
-    return json.loads(sandbox.read_plain_file(path, limit))
+    """A child's JSON file; ValueError for anything unreadable, nesting too deep for the parser included."""
+    try:
+        return json.loads(sandbox.read_plain_file(path, limit))
+    except RecursionError:
+        raise ValueError(f"{path.name} is nested too deeply") from None
 
 
 def _prefixed(graph: dict, tensors: dict, prefix: str):
@@ -228,10 +235,10 @@ def _load_model(workdir: Path, name: str, spec: dict, shapes, batches, probe: in
 def _parameter_shapes(workdir: Path, name: str):
     """{name: shape} of model `name`'s parameters as the child listed them, or None."""
     try:
-        shapes = _read_json(workdir / f"{name}.params.json", 8 << 20)
+        shapes = _read_json(workdir / f"{name}.params.json", MAX_PARAMETER_LIST[0])
     except (OSError, ValueError):
         return None
-    ok = isinstance(shapes, dict) and all(
+    ok = isinstance(shapes, dict) and len(shapes) <= MAX_PARAMETER_LIST[1] and all(
         isinstance(k, str) and len(k) < 300 and isinstance(v, list) and len(v) <= 8
         and all(isinstance(d, int) and 0 <= d < 1 << 31 for d in v) for k, v in shapes.items())
     return shapes if ok else None
@@ -281,6 +288,7 @@ def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits
         pass
     started = time.monotonic()
     models, params, names = {}, {}, {}
+    where = _ended_where(workdir)
     for spec in checklist.exports:
         name = spec["name"]
         params[name] = _parameter_shapes(workdir, name)
@@ -289,8 +297,9 @@ def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits
             names[builders(spec)[0]] = built
         if spec.get("export") is False:
             reason = _error(workdir, name, spec, notes, hide)
-            if reason or params[name] is None:
-                models[name] = reason or Missing(f"{call_of(spec)} did not give a torch.nn.Module")
+            if reason or params[name] is None:  # None: not reached, the cause below says why
+                models[name] = reason or (Missing(f"{call_of(spec)} did not give a torch.nn.Module")
+                                          if where == "done" else None)
             continue
         batches = checklist.batches(name)
         model = _load_model(workdir, name, spec, spec["inputs"], batches, probe, notes, hide)
@@ -300,7 +309,6 @@ def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits
                 piece = _load_model(workdir, f"{name}.{part}", spec, shapes, batches, probe, notes, hide, part)
                 if piece is not None:
                     models[f"{name}.{part}"] = piece
-    where = _ended_where(workdir)
     cause = outcome.cause
     if cause is None and where != "done":
         cause = "exit: the code ended the process (exit status 0) before its models were exported"

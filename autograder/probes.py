@@ -5,6 +5,7 @@ of the short training run. An assignment's checks.py imports these and reads lik
 Everything here runs in the grading process on rebuilt models (autograder.rebuild.Rebuilt), never on student code.
 """
 import copy
+import math
 
 import pytest
 import torch
@@ -41,7 +42,7 @@ def listed_parameters(submission, name, prefix="") -> int:
     listed = submission.parameter_shapes.get(name)
     if listed is None:
         submission.model(name)  # raises: why the model is unavailable
-    return sum(int(torch.Size(shape).numel()) for key, shape in listed.items() if key.startswith(prefix))
+    return sum(math.prod(shape) for key, shape in listed.items() if key.startswith(prefix))
 
 
 def part_model(submission, name, part, batch=2, spec=None):
@@ -195,7 +196,8 @@ def projection(model, pick):
             bn = {k: tensor(args.get(k)) for k in ("weight", "bias", "running_mean", "running_var")}
 
             def fn(x, weight=weight, bias=bias, stride=stride, bn=bn, eps=args["eps"], conv_args=conv_args):
-                y = F.conv2d(x, weight, bias, stride, conv_args.get("padding", 0))
+                y = F.conv2d(x, weight, bias, stride, conv_args.get("padding", 0), conv_args.get("dilation", 1),
+                             conv_args.get("groups", 1))
                 return F.batch_norm(y, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"], False, 0.0,
                                     eps)
             return path, tuple(weight.shape), stride, fn

@@ -8,8 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save
 
-from autograder import cli, export, rebuild
-from autograder.assignments import ASSIGNMENTS, ROOT
+from autograder import cli, export, grade, rebuild
+from autograder.assignments import ASSIGNMENTS, ROOT, SOLUTIONS
+from autograder.grade import Checklist
+from autograder.train import DataError
 from autograder.probes import activation_adds, main_path_parameters, projection, shortcut_only
 from tests.helpers import assert_graded, import_file, state
 
@@ -37,6 +39,8 @@ EXPECTED = {  # sample: (score out of 100, the checks it fails)
     "stride_on_second_conv": (95, {"block_stride"}),  # the shapes come out right: only the placement is wrong
     "stage3_no_downsample": (90, {"stages"}),
     "no_bn2": (85, {"block_layers"} | PARAMETERS),
+    # option A alone earns everything that does not need B: the main path is read off option A's block
+    "option_b_unwritten": (85, {"block_output_shapes", "option_b_projection", "parameters_option_b"}),
     "projection_everywhere": (85, {"block_residual"} | PARAMETERS),
     "resnet14": (75, {"stages", "depth"} | PARAMETERS),
     # the pooling is in forward: the net cannot reach its classifier, and neither can the plain net that shares it
@@ -107,6 +111,25 @@ def test_feedback_shows_neither_check_source_nor_solution_code(graded):
         text = path.read_text()
         assert not [line for line in check_lines if line in text], path.name
         assert not [line for line in solution if line in text], path.name
+
+
+def test_a_deeply_nested_child_file_is_unreadable_not_an_internal_error(tmp_path):
+    nested = "[" * 1500 + "]" * 1500  # within the size caps, beyond the JSON parser's recursion limit
+    for name in ("net.built.json", "net.params.json", "net.error.json"):
+        (tmp_path / name).write_text(nested)
+    spec = next(s for s in Checklist.of(ASSIGNMENT).exports if s["name"] == "net")
+    assert grade._built_by(tmp_path, spec) is None
+    assert grade._parameter_shapes(tmp_path, "net") is None
+    assert "unreadable" in grade._error(tmp_path, "net", spec, [], ()).message
+
+
+def test_the_grader_locks_away_every_assignment_and_the_tests_not_only_the_one_graded(monkeypatch, tmp_path):
+    protected = []
+    monkeypatch.setattr(cli.sandbox, "protect", protected.extend)
+    monkeypatch.setattr(cli, "prepare", lambda *a, **k: (_ for _ in ()).throw(DataError("stop here")))
+    with pytest.raises(SystemExit):
+        cli.main(["--assignment", ASSIGNMENT.name, "--out", str(tmp_path / "out"), str(tmp_path)])
+    assert SOLUTIONS in protected and ROOT / "tests" in protected
 
 
 # ---- what the checks read off a rebuilt graph ----

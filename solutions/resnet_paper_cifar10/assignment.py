@@ -21,6 +21,12 @@ SAMPLES = {
                          "reproductions)", [
         ('def resnet20(num_classes=10, option="A"):', 'def resnet20(num_classes=10, option="B"):'),
     ]),
+    "option_b_unwritten": ("option A done, option B not yet: it raises", [
+        ("            elif option == \"B\":\n                self.shortcut = nn.Sequential(\n"
+         "                    nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False),\n"
+         "                    nn.BatchNorm2d(planes),\n                )\n",
+         "            elif option == \"B\":\n                raise NotImplementedError(\"option B: not yet\")\n"),
+    ]),
     "pad_wrong_dim": ("option A pads the width instead of the channels", [
         ("(0, 0, 0, 0, extra // 2, extra - extra // 2)", "(extra // 2, extra - extra // 2, 0, 0, 0, 0)"),
     ]),
