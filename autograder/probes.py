@@ -85,36 +85,78 @@ def activation_adds(model) -> int:
     return found
 
 
+def _tensors(model) -> dict:
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def _target(model, ref):
+    """The weight name a graph argument refers to, or None (not a weight, or no argument)."""
+    return model._state.get(ref["ref"]) if isinstance(ref, dict) and isinstance(ref.get("ref"), str) else None
+
+
+def _stride(args) -> tuple:
+    stride = args.get("stride", [1, 1])
+    return tuple(stride) if isinstance(stride, list) else (stride, stride)
+
+
+def _picked(model, pick):
+    """("conv", node, args) for each convolution `pick(path, weight shape, stride)` selects, and ("bn", node, args)
+    for each batch norm that reads one of them, in graph order: a block's main path, or its projection."""
+    state, convs = _tensors(model), set()
+    for node in model.graph["nodes"]:
+        args = bind(node)
+        if node["op"] == "aten.conv2d.default":
+            target = _target(model, args["weight"])
+            if target in state and pick(node["module"], tuple(state[target].shape), _stride(args)):
+                convs.add(node["name"])
+                yield "conv", node, args
+        elif node["op"] == "aten.batch_norm.default" and args["input"].get("ref") in convs:
+            yield "bn", node, args
+
+
 def silenced(model, main):
     """A copy of `model` (eval mode) whose main path computes zero: each convolution that `main(path, weight
     shape, stride)` picks gets zero weights and bias, and each batch norm that reads one a zero scale, shift and
     running mean. What the block still outputs is what its shortcut carries: the residual test, by behaviour."""
     model = copy.deepcopy(model).eval()
-    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    picked = set()
-    for node in model.graph["nodes"]:
-        args = bind(node)
-        if node["op"] == "aten.conv2d.default":
-            target = model._state.get(args["weight"]["ref"])
-            stride = args.get("stride", [1, 1])
-            stride = tuple(stride) if isinstance(stride, list) else (stride, stride)
-            if target and main(node["module"], tuple(state[target].shape), stride):
-                picked.add(node["name"])
-                for key in ("weight", "bias"):
-                    if isinstance(args.get(key), dict):
-                        _zero(model, state, args[key]["ref"])
-        elif node["op"] == "aten.batch_norm.default" and args["input"].get("ref") in picked:
-            for key in ("weight", "bias", "running_mean"):
-                if isinstance(args.get(key), dict):
-                    _zero(model, state, args[key]["ref"])
+    state = _tensors(model)
+    with torch.no_grad():
+        for kind, _, args in list(_picked(model, main)):
+            for key in ("weight", "bias") + (("running_mean",) if kind == "bn" else ()):
+                target = _target(model, args.get(key))
+                if target in state:
+                    state[target].zero_()
     return model
 
 
-def _zero(model, state, ref):
-    target = model._state.get(ref)
-    if target in state:
-        with torch.no_grad():
-            state[target].zero_()
+def main_path_parameters(model, main) -> int:
+    """Parameters of a block's main path: the convolutions `main(path, weight shape, stride)` picks and the batch
+    norms that read them (the rest of the block's parameters are its shortcut's)."""
+    params = dict(model.named_parameters())
+    targets = {_target(model, args.get(key)) for _, _, args in _picked(model, main) for key in ("weight", "bias")}
+    return sum(params[t].numel() for t in targets if t in params)
+
+
+def projection(model, pick):
+    """The projection shortcut of a block, read off its graph: (path, weight shape, stride, fn) of the one
+    convolution `pick(path, weight shape, stride)` selects, with fn(x) = its batch norm (eval mode) of that
+    convolution of x, computed here from the block's own weights; None when no such convolution is followed by a
+    batch norm."""
+    state, convs = _tensors(model), {}
+    for kind, node, args in _picked(model, pick):
+        if kind == "conv":
+            convs[node["name"]] = (node["module"], args)
+            continue
+        path, conv = convs[args["input"]["ref"]]
+        weight, bias = state[_target(model, conv["weight"])], state.get(_target(model, conv.get("bias")))
+        bn = {k: state.get(_target(model, args.get(k))) for k in ("weight", "bias", "running_mean", "running_var")}
+
+        def fn(x, conv=conv, weight=weight, bias=bias, bn=bn, eps=args["eps"]):
+            y = F.conv2d(x, weight, bias, _stride(conv), conv.get("padding", 0), conv.get("dilation", 1),
+                         conv.get("groups", 1))
+            return F.batch_norm(y, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"], False, 0.0, eps)
+        return path, tuple(weight.shape), _stride(conv), fn
+    return None
 
 
 def shortcut_only(model, x, main):
@@ -171,55 +213,3 @@ def training_checks(label, input_side, accuracy_fraction=0.8, points=(5, 5, 5)):
                         "same budget")
     return gradient, loss_falls, accuracy
 
-
-def projection(model, pick):
-    """The projection shortcut of a block, read off its graph: (path, weight shape, stride, fn) of the one
-    convolution `pick(path, weight shape, stride)` selects, with fn(x) = its batch norm (eval mode) of that
-    convolution of x, computed here from the block's own weights; None when no such convolution is followed by a
-    batch norm."""
-    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-
-    def tensor(ref):
-        return state[model._state[ref["ref"]]] if isinstance(ref, dict) and ref.get("ref") in model._state else None
-
-    convs = {}
-    for node in model.graph["nodes"]:
-        args = bind(node)
-        if node["op"] == "aten.conv2d.default":
-            weight = tensor(args["weight"])
-            stride = args.get("stride", [1, 1])
-            stride = tuple(stride) if isinstance(stride, list) else (stride, stride)
-            if weight is not None and pick(node["module"], tuple(weight.shape), stride):
-                convs[node["name"]] = (node["module"], weight, tensor(args.get("bias")), stride, args)
-        elif node["op"] == "aten.batch_norm.default" and args["input"].get("ref") in convs:
-            path, weight, bias, stride, conv_args = convs[args["input"]["ref"]]
-            bn = {k: tensor(args.get(k)) for k in ("weight", "bias", "running_mean", "running_var")}
-
-            def fn(x, weight=weight, bias=bias, stride=stride, bn=bn, eps=args["eps"], conv_args=conv_args):
-                y = F.conv2d(x, weight, bias, stride, conv_args.get("padding", 0), conv_args.get("dilation", 1),
-                             conv_args.get("groups", 1))
-                return F.batch_norm(y, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"], False, 0.0,
-                                    eps)
-            return path, tuple(weight.shape), stride, fn
-    return None
-
-
-def main_path_parameters(model, main) -> int:
-    """Parameters of a block's main path: the convolutions `main(path, weight shape, stride)` picks and the batch
-    norms that read them (the rest of the block's parameters are its shortcut's)."""
-    state = dict(model.named_parameters())
-    picked, counted = set(), set()
-    for node in model.graph["nodes"]:
-        args = bind(node)
-        refs = []
-        if node["op"] == "aten.conv2d.default":
-            target = model._state.get(args["weight"]["ref"])
-            stride = args.get("stride", [1, 1])
-            stride = tuple(stride) if isinstance(stride, list) else (stride, stride)
-            if target in state and main(node["module"], tuple(state[target].shape), stride):
-                picked.add(node["name"])
-                refs = [args.get("weight"), args.get("bias")]
-        elif node["op"] == "aten.batch_norm.default" and args["input"].get("ref") in picked:
-            refs = [args.get("weight"), args.get("bias")]
-        counted |= {model._state.get(r["ref"]) for r in refs if isinstance(r, dict)}
-    return sum(state[t].numel() for t in counted if t in state)
