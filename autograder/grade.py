@@ -75,7 +75,7 @@ class StudentResult:
     source: str
     results: list  # of check.Result
     cause: str = None  # why (part of) the submission could not be graded, in one sentence
-    notes: list = field(default_factory=list)  # what was skipped while reading (the student's own errors)
+    notes: list = field(default_factory=list)  # what was skipped while reading (failed imports, code not run)
     timings: dict = field(default_factory=dict)
     data: str = ""
     picked: str = ""  # why this file of the student's folder was graded, when there was a choice

@@ -136,13 +136,34 @@ def _text(path: Path) -> str:
         raise LoadError(f"{path.name} is not a text file (it is not UTF-8): submit the .ipynb or .py itself")
 
 
+def _not_run(code: str, label: str, most=5):
+    """A note naming the top-level statements of a .py that grading does not run (a checkpoint load, a training
+    loop, a call at import), or None: the docstring and the `if __name__ == "__main__":` block go unmentioned."""
+    lines = code.splitlines()
+    try:
+        body = ast.parse(code).body
+    except (SyntaxError, MemoryError, RecursionError):
+        return None
+    skipped = [stmt for stmt in body if not is_definition(stmt) and not isinstance(stmt, ast.Pass)
+               and not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+               and not (isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare)
+                        and isinstance(stmt.test.left, ast.Name) and stmt.test.left.id == "__name__")]
+    if not skipped:
+        return None
+    shown = "; ".join(f"line {s.lineno}: {lines[s.lineno - 1].strip()[:60]}" for s in skipped[:most])
+    more = f"; and {len(skipped) - most} more" if len(skipped) > most else ""
+    return f"{label}: not run when grading, which reads definitions only: {shown}{more}"
+
+
 def from_python(path: Path) -> Definitions:
     code = _text(path)
     try:
-        return Definitions([{"label": path.name, "code": definitions_only(code, path.name)}])
+        chunks = [{"label": path.name, "code": definitions_only(code, path.name)}]
     except SyntaxError as exc:
         raise LoadError(f"{path.name} has a syntax error{_at(exc)}: {exc.msg}"
                         f"{_shown(exc)}. Fix it so the file runs.") from None
+    note = _not_run(code, path.name)
+    return Definitions(chunks, [note] if note else [])
 
 
 def from_notebook(path: Path) -> Definitions:

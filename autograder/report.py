@@ -56,7 +56,7 @@ def preamble(result: StudentResult) -> list:
     if result.cause:
         lines += [f"> Could not be graded in full: {result.cause}", ""]
     if result.notes:
-        lines += ["Skipped while reading your definitions (your code's own errors):", "",
+        lines += ["Skipped while reading your definitions:", "",
                   fenced("\n".join(result.notes)), ""]
     return lines
 

@@ -347,3 +347,14 @@ def test_a_zip_of_files_is_the_zips_student(tmp_path):
     (tmp_path / "class.zip").write_bytes(_zip_bytes([("dan/a.py", "x = 1"), ("erin/b.py", "x = 1"),
                                                      ("index.html", "")]))
     assert [s.student for s in _find(tmp_path, "class.zip")] == ["class"]
+
+
+def test_a_py_says_which_top_level_statements_grading_does_not_run(tmp_path):
+    script = tmp_path / "mine.py"
+    script.write_text('"""My ResNet."""\nimport torch\nN = 3\nmodel = torch.nn.Linear(2, 2)\nfor epoch in range(200):\n'
+                      '    pass\nprint("done")\n\n\nif __name__ == "__main__":\n    print("main")\n')
+    note, = definitions(script).notes
+    assert note == ("mine.py: not run when grading, which reads definitions only: line 4: model = "
+                    "torch.nn.Linear(2, 2); line 5: for epoch in range(200):; line 7: print(\"done\")")
+    script.write_text('"""Only definitions."""\nimport torch\n\n\nif __name__ == "__main__":\n    print(1)\n')
+    assert definitions(script).notes == []

@@ -96,6 +96,8 @@ def test_code_from_the_wild_gets_notes_for_what_it_could_not_import_or_call(grad
     result = state(graded, "seed003_kuangliu")
     assert any("No module named 'wandb'" in n for n in result["notes"])
     assert any("No module named 'utils'" in n for n in result["notes"])
+    skipped = next(n for n in result["notes"] if "not run when grading" in n)
+    assert "line 15: checkpoint = torch.load('./checkpoint/ckpt.pth')" in skipped and "and 5 more" in skipped
     assert "`ResNet20` as the assignment's `resnet20`" in result["picked"]
     said = messages(graded, "seed003_kuangliu")
     assert "does not take the keyword arguments the assignment's resnet20 takes" in said["num_classes"]
