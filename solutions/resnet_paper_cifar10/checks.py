@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from autograder.grade import call_of
 from autograder.probes import (activation_adds, convolutions, count, expect, listed_parameters,
                                main_path_parameters, parameters, part_shapes, projection, shapes_of,
                                shortcut_only, training_checks, weighted_layers)
@@ -48,10 +49,8 @@ STAGES = {"layer1": (16, 32), "layer2": (32, 16), "layer3": (64, 8)}  # stage: (
 
 
 def call(name):
-    spec = SPEC[name]
-    args = [repr(a) for a in spec.get("args", [])] + [f"{k}={v!r}" for k, v in spec.get("kwargs", {}).items()]
-    build = spec["build"][0] if isinstance(spec["build"], list) else spec["build"]
-    return f"{build}({', '.join(args)})"
+    """How the feedback names export `name`: the call that built it, `BasicBlock(16, 32, 2, option='A')`."""
+    return call_of(SPEC[name])
 
 
 def is_3x3(path, shape, stride):
