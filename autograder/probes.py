@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from .check import CheckFailed, expect
 from .rebuild import bind
 
-__all__ = ["CheckFailed", "expect", "count", "shapes_of", "parameters", "listed_parameters", "part_model",
-           "part_shapes", "convolutions", "weighted_layers", "activation_adds", "silenced", "shortcut_only",
+__all__ = ["CheckFailed", "expect", "count", "shapes_of", "parameters", "listed_parameters", "listed_shapes",
+           "part_model", "part_shapes", "convolutions", "weighted_layers", "activation_adds", "silenced", "shortcut_only",
            "projection", "main_path_parameters", "training_checks"]
 
 
@@ -39,10 +39,16 @@ def listed_parameters(submission, name, prefix="") -> int:
     the model could be built but not run (or was only built: a spec with "export": false)."""
     if submission.available(name):
         return parameters(submission.model(name), prefix)
+    return sum(math.prod(shape) for key, shape in listed_shapes(submission, name).items() if key.startswith(prefix))
+
+
+def listed_shapes(submission, name) -> dict:
+    """{parameter: shape} as the submission's export `name` listed them when built; raises why it is unavailable
+    when there is no list."""
     listed = submission.parameter_shapes.get(name)
     if listed is None:
         submission.model(name)  # raises: why the model is unavailable
-    return sum(math.prod(shape) for key, shape in listed.items() if key.startswith(prefix))
+    return listed
 
 
 def part_model(submission, name, part, batch=2, spec=None):

@@ -2,7 +2,9 @@ import importlib.util
 import json
 
 import pytest
+import torch
 
+from autograder import export, rebuild
 from autograder.assignments import ASSIGNMENTS
 from tests.facts import FACTS
 
@@ -13,6 +15,29 @@ def import_file(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def exported(model, shape, tmp_path, train=True, name="m"):
+    """Export `model`, write it as the child does, and rebuild it from those files alone."""
+    torch.manual_seed(0)
+    graph, tensors = export.export_model(model, [torch.randn(*shape)], train=train)
+    export.save(name, graph, tensors, tmp_path)
+    return rebuild.load(tmp_path, name)
+
+
+def assert_feedback_hides(out, check_lines, solution_lines):
+    """No feedback or Gradescope file of the run shows a line of the checks or of the solution, or a traceback."""
+    assert solution_lines
+    for path in list((out / "feedback").iterdir()) + list((out / "results").iterdir()):
+        text = path.read_text()
+        assert not [line for line in check_lines if line in text], path.name
+        assert not [line for line in solution_lines if line in text], path.name
+        assert "Traceback" not in text and "def test_" not in text, path.name
+
+
+def long_lines(path, longer_than=25):
+    """The file's stripped lines longer than `longer_than` characters: distinctive enough to spot in feedback."""
+    return {line.strip() for line in path.read_text().splitlines() if len(line.strip()) > longer_than}
 
 
 def state(out, student):

@@ -13,7 +13,7 @@ from autograder.assignments import ASSIGNMENTS, ROOT, SOLUTIONS
 from autograder.grade import Checklist
 from autograder.train import DataError
 from autograder.probes import activation_adds, main_path_parameters, projection, shortcut_only
-from tests.helpers import assert_graded, import_file, state
+from tests.helpers import assert_feedback_hides, assert_graded, exported, import_file, long_lines, state
 
 ASSIGNMENT = ASSIGNMENTS["resnet_paper_cifar10"]
 BLOCK = {"block_output_shapes", "block_layers", "block_stride", "block_residual", "option_a_shortcut",
@@ -105,14 +105,9 @@ def test_code_from_the_wild_gets_notes_for_what_it_could_not_import_or_call(grad
 
 
 def test_feedback_shows_neither_check_source_nor_solution_code(graded):
-    check_lines = {line.strip() for line in ASSIGNMENT.checks.read_text().splitlines() if len(line.strip()) > 25}
-    solution = [line.strip() for line in ASSIGNMENT.reference_module.read_text().splitlines()
-                if "LambdaLayer(lambda" in line or "ResNet(BasicBlock, [" in line]
-    assert solution
-    for path in list((graded / "feedback").iterdir()) + list((graded / "results").iterdir()):
-        text = path.read_text()
-        assert not [line for line in check_lines if line in text], path.name
-        assert not [line for line in solution if line in text], path.name
+    solution = {line.strip() for line in ASSIGNMENT.reference_module.read_text().splitlines()
+                if "LambdaLayer(lambda" in line or "ResNet(BasicBlock, [" in line}
+    assert_feedback_hides(graded, long_lines(ASSIGNMENT.checks), solution)
 
 
 def test_a_deeply_nested_child_file_is_unreadable_not_an_internal_error(tmp_path):
@@ -142,9 +137,7 @@ def reference():
 
 
 def rebuilt(model, shape, tmp_path):
-    graph, tensors = export.export_model(model, [torch.randn(*shape)])
-    export.save("m", graph, tensors, tmp_path)
-    return rebuild.load(tmp_path, "m").eval()
+    return exported(model, shape, tmp_path).eval()
 
 
 class CatZeros(nn.Module):

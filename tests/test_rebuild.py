@@ -12,20 +12,12 @@ from safetensors.torch import load_file, save
 
 from autograder import export, rebuild
 from autograder.assignments import ASSIGNMENTS
-from tests.helpers import import_file
+from tests.helpers import exported, import_file
 
 
 @pytest.fixture(scope="module")
 def reference(assignment):
     return import_file(assignment.reference_module)
-
-
-def exported(model, shape, tmp_path, train=True, name="m"):
-    """Export `model`, write it as the child does, and rebuild it from those files alone."""
-    torch.manual_seed(0)
-    graph, tensors = export.export_model(model, [torch.randn(*shape)], train=train)
-    export.save(name, graph, tensors, tmp_path)
-    return rebuild.load(tmp_path, name)
 
 
 def test_rebuilt_network_matches_the_original_exactly_in_eval_mode(reference, tmp_path):

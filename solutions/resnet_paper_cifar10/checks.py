@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from autograder.grade import call_of
-from autograder.probes import (activation_adds, convolutions, count, expect, listed_parameters,
+from autograder.probes import (activation_adds, convolutions, count, expect, listed_parameters, listed_shapes,
                                main_path_parameters, parameters, part_shapes, projection, shapes_of,
                                shortcut_only, training_checks, weighted_layers)
 
@@ -308,10 +308,7 @@ def test_depth(submission):
         expect(counted == 20, "resnet20()", "20 weighted layers run (1 + 6 * 3 + 1)", f"{counted}",
                "n = 3 blocks per stage, two 3x3 convs per block, the stem and the linear layer")
     for depth in DEPTHS:
-        name = BUILT_AS[depth, "A"]
-        listed = submission.parameter_shapes.get(name)
-        if listed is None:
-            submission.model(name)  # raises: why it is unavailable
+        listed = listed_shapes(submission, BUILT_AS[depth, "A"])
         got = sum(1 for shape in listed.values() if shape[2:] == [3, 3] or len(shape) == 2)
         expect(got == depth, f"resnet{depth}()", f"{depth} weighted layers (6 * {(depth - 2) // 6} + 2)",
                f"{got}", f"resnet{depth} has n = {(depth - 2) // 6} blocks per stage")
