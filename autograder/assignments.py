@@ -22,6 +22,8 @@ class Assignment:
     title: str = ""
     samples: dict = field(default_factory=dict, compare=False)  # bug name -> (what a student did, replacements)
     as_notebooks: tuple = ()  # samples also written as notebooks ("reference" or a bug's name)
+    reference_run: dict = field(default_factory=dict, compare=False)  # `make reference-run`'s settings, when the
+    # kit's common small budget (demo.NOTEBOOK_BUDGET) does not suit the notebook
 
     @property
     def folder(self) -> Path:
@@ -58,12 +60,14 @@ class Assignment:
 
 
 def declared(folder: Path) -> Assignment:
-    """The assignment declared by folder/assignment.py (NOTEBOOK, MODULE, TITLE, SAMPLES, AS_NOTEBOOKS)."""
+    """The assignment declared by folder/assignment.py (NOTEBOOK, MODULE, TITLE, SAMPLES, AS_NOTEBOOKS,
+    REFERENCE_RUN)."""
     spec = importlib.util.spec_from_file_location(f"assignment_{folder.name}", folder / DECLARATION)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return Assignment(folder.name, module.NOTEBOOK, module.MODULE, getattr(module, "TITLE", folder.name),
-                      getattr(module, "SAMPLES", {}), tuple(getattr(module, "AS_NOTEBOOKS", ())))
+                      getattr(module, "SAMPLES", {}), tuple(getattr(module, "AS_NOTEBOOKS", ())),
+                      dict(getattr(module, "REFERENCE_RUN", {})))
 
 
 def discover(solutions: Path = SOLUTIONS) -> dict:

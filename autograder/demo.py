@@ -46,9 +46,10 @@ def shown(path: Path) -> str:
 
 
 def notebook_run(assignment, data_dir, out: Path) -> bool:
-    """Execute the instructor notebook in `out` with NOTEBOOK_BUDGET on `data_dir`, KIT_* variables overriding;
-    True when every model's training loss fell."""
-    settings = {**NOTEBOOK_BUDGET, "DATA_DIR": str(data_dir), "OUTPUT_DIR": str(out), "DOWNLOAD": False,
+    """Execute the instructor notebook in `out` with its small budget (the assignment's own, else NOTEBOOK_BUDGET)
+    on `data_dir`, KIT_* variables overriding; True when every model's training loss fell."""
+    settings = {**(assignment.reference_run or NOTEBOOK_BUDGET), "DATA_DIR": str(data_dir), "OUTPUT_DIR": str(out),
+                "DOWNLOAD": False,
                 **settings_from_environment()}
     for name in PATHS:
         settings[name] = str(Path(str(settings[name])).resolve())

@@ -10,9 +10,14 @@ output, so code that behaves differently while exported is caught) and NAME.para
 even when the model cannot run). A model that fails writes NAME.error.json instead, and then each of its parts the
 request names (`net.layer3`, ...) is exported alone. A model's "build" may list other names to try in order (a
 capitalised builder, say): NAME.built.json then says which one was built. A model marked "export": false is only
-built and its parameters listed (a deep builder's count costs no export). definitions.json lists the statements
-that failed; progress.txt says where the code was, for a child that ends the process. Nothing here is trusted by
-the grader: it validates and re-runs what it reads.
+built and its parameters listed (a deep builder's count costs no export). A model's "sizes" are other input
+shapes the grader will run it at: the dimensions where they differ stay dynamic in the export, as the batch does.
+A spec of "kind" "optimizer" calls a function that makes an optimizer, handing it fresh parameters for each
+{"parameters": [shape, ...]} argument, and writes NAME.optimizer.json: the optimizer's class, and each parameter
+group's parameters (as indices into what was handed in) and options, as plain data; the grader builds its own
+optimizer from that description. definitions.json lists the statements that failed; progress.txt says where the
+code was, for a child that ends the process. Nothing here is trusted by the grader: it validates and re-runs what it
+reads.
 """
 import ast
 import json
@@ -81,14 +86,15 @@ def graph_of(exported) -> dict:
     return {"format": FORMAT, "inputs": inputs, "nodes": nodes, "output": output}
 
 
-def export_model(model, example_inputs, train=True):
-    """(graph, tensors) of `model` run on `example_inputs` in train or eval mode. The batch dimension stays
-    dynamic where the code allows it, so one export serves every batch size; code that fixes it exports as is."""
+def export_model(model, example_inputs, train=True, dynamic=(0,)):
+    """(graph, tensors) of `model` run on `example_inputs` in train or eval mode. The `dynamic` dimensions (the
+    batch, and H and W for a net graded at several sizes) stay dynamic where the code allows it, so one export
+    serves every such shape; code that fixes one exports as is."""
     import torch
 
     model.train(train)
-    batch = [{0: torch.export.Dim.AUTO} for _ in example_inputs]
-    exported = torch.export.export(model, tuple(example_inputs), dynamic_shapes=batch)
+    dims = [{d: torch.export.Dim.AUTO for d in dynamic} for _ in example_inputs]
+    exported = torch.export.export(model, tuple(example_inputs), dynamic_shapes=dims)
     tensors = {**exported.state_dict, **exported.constants}
     return graph_of(exported), {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
 
@@ -148,7 +154,12 @@ def run_eagerly(model, inputs, train):
     return out if isinstance(out, torch.Tensor) else None
 
 
-def export_one(name, model, shapes, probe, out, stage):
+def dynamic_dims(shapes, sizes) -> tuple:
+    """The batch, and every dimension where one of `sizes` (other single-input shapes) differs from `shapes`."""
+    return tuple(sorted({0} | {d for size in sizes for d, (a, b) in enumerate(zip(size, shapes[0])) if a != b}))
+
+
+def export_one(name, model, shapes, probe, out, stage, sizes=()):
     """Export `model` (built) as NAME.json + NAME.safetensors, and what the code computes when run on the grader's
     probe inputs as NAME.eager.safetensors. Raises the student's own error; `stage["now"]` says at which step."""
     import torch
@@ -158,13 +169,52 @@ def export_one(name, model, shapes, probe, out, stage):
     stage["now"] = "run"
     run_eagerly(model, inputs, train=False)  # an error here names real shapes and the student's line
     stage["now"] = "export"
-    graph, tensors = export_model(model, inputs, train=True)
+    graph, tensors = export_model(model, inputs, train=True, dynamic=dynamic_dims(shapes, sizes))
     save(name, graph, tensors, out)
     generator = torch.Generator().manual_seed(probe)
     probes = [torch.randn(*shape, generator=generator) for shape in shapes]
     eager = {"eval": run_eagerly(model, probes, train=False), "train": run_eagerly(model, probes, train=True)}
     save_file({k: v.detach().contiguous() for k, v in eager.items() if v is not None},
               str(out / f"{name}.eager.safetensors"))
+
+
+def option(value):
+    """An optimizer option as JSON: numbers, flags, None and short lists of numbers; a one-element tensor (a
+    tensor lr) as its number. Anything else is named by its type, and the grader refuses it."""
+    import torch
+
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value if not isinstance(value, str) else value[:100]
+    if isinstance(value, (list, tuple)) and len(value) <= 8 and all(
+            isinstance(v, (bool, int, float)) for v in value):
+        return list(value)
+    return {"unsupported": type(value).__name__[:100]}
+
+
+def make_optimizer(function, args, kwargs):
+    """Call `function` with fresh parameters in place of each {"parameters": [shape, ...]} argument; its
+    optimizer described as plain data."""
+    import torch
+
+    handed = []
+
+    def fresh(value):
+        if isinstance(value, dict) and set(value) == {"parameters"}:
+            params = [torch.nn.Parameter(torch.zeros(*shape)) for shape in value["parameters"]]
+            handed.extend(params)
+            return iter(params)  # what model.parameters() gives: a generator, read once
+        return value
+
+    optimizer = function(*[fresh(a) for a in args], **{k: fresh(v) for k, v in kwargs.items()})
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"expected a torch.optim optimizer, got {type(optimizer).__name__}")
+    index = {id(p): i for i, p in enumerate(handed)}
+    return {"class": type(optimizer).__name__, "module": type(optimizer).__module__, "parameters": len(handed),
+            "groups": [{"params": [index.get(id(p), -1) for p in group["params"]][:10_000],
+                        "options": {str(k)[:100]: option(v) for k, v in list(group.items())[:100] if k != "params"}}
+                       for group in optimizer.param_groups[:100]]}
 
 
 def main(request_path):
@@ -196,13 +246,17 @@ def main(request_path):
             built = next((n for n in names if hasattr(module, n)), names[0])
             if built != names[0]:
                 (out / f"{name}.built.json").write_text(json.dumps({"build": built}))
+            if spec.get("kind") == "optimizer":
+                described = make_optimizer(getattr(module, built), spec.get("args", []), spec.get("kwargs", {}))
+                (out / f"{name}.optimizer.json").write_text(json.dumps(described))
+                continue
             model = getattr(module, built)(*spec.get("args", []), **spec.get("kwargs", {}))
             if isinstance(model, torch.nn.Module):
                 (out / f"{name}.params.json").write_text(json.dumps(parameter_shapes(model)))
             if spec.get("export") is False:
                 continue
             progress(f"exporting {name}")
-            export_one(name, model, spec["inputs"], request.get("probe", 0), out, stage)
+            export_one(name, model, spec["inputs"], request.get("probe", 0), out, stage, spec.get("sizes", ()))
         except BaseException as exc:  # noqa: BLE001
             (out / f"{name}.error.json").write_text(json.dumps(failure(stage["now"], exc, labels)))
             if stage["now"] != "build":  # the whole cannot run: each part alone, so right parts still earn points

@@ -14,18 +14,18 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
-from . import rebuild, sandbox
+from . import optimizers, rebuild, sandbox
 from .check import Graded, Missing, Result, collect_checks, run_checks
 from .load import LoadError, definitions, pick_file
 from .text import plain
-from .train import BUDGETS, EVAL_CHUNK, TaskData, resolve_data, task_data, training_run
+from .train import BUDGETS, EVAL_CHUNK, Budget, TaskData, resolve_data, task_data, training_run
 
 MAX_GRAPH_BYTES = 32 << 20
 MAX_WEIGHT_BYTES = 512 << 20
@@ -43,6 +43,7 @@ class Checklist:
     exports: list
     training_model: str
     preferred_files: list
+    training_budget: dict = field(default_factory=dict)  # device -> changes to train.BUDGETS[device]
 
     @classmethod
     def of(cls, assignment):
@@ -51,14 +52,19 @@ class Checklist:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return cls(assignment.name, file, module.EXPORTS, module.TRAINING_MODEL,
-                   [assignment.module, assignment.notebook])
+                   [assignment.module, assignment.notebook], getattr(module, "TRAINING_BUDGET", {}))
 
     def columns(self):
         return collect_checks(self.file)
 
+    def budget(self, device) -> Budget:
+        """The training run's budget on `device`: the kit's, with what the checks file changes (a deep net's
+        fewer steps, say)."""
+        return replace(BUDGETS[device], **self.training_budget.get(device, {}))
+
     def batches(self, name) -> tuple:
         """Every batch size the grader runs model `name` at: its memory is checked at each before it runs."""
-        extra = {EVAL_CHUNK, *(b.batch for b in BUDGETS.values())} if name == self.training_model else set()
+        extra = {EVAL_CHUNK, *(self.budget(d).batch for d in BUDGETS)} if name == self.training_model else set()
         return tuple(sorted(set(CHECK_BATCHES) | extra))
 
     def fingerprint(self) -> str:
@@ -103,8 +109,14 @@ def builders(spec) -> list:
     return spec["build"] if isinstance(spec["build"], list) else [spec["build"]]
 
 
+def _argument(value) -> str:
+    """An argument as the feedback shows it: parameters handed to an optimizer's maker read `model.parameters()`."""
+    return "model.parameters()" if isinstance(value, dict) and set(value) == {"parameters"} else repr(value)
+
+
 def call_of(spec):
-    args = [repr(a) for a in spec.get("args", [])] + [f"{k}={v!r}" for k, v in spec.get("kwargs", {}).items()]
+    args = [_argument(a) for a in spec.get("args", [])] + [f"{k}={_argument(v)}" for k, v in
+                                                           spec.get("kwargs", {}).items()]
     return f"{builders(spec)[0]}({', '.join(args)})"
 
 
@@ -207,7 +219,24 @@ def _error(workdir: Path, name: str, spec: dict, notes, hide, prefix="", shapes=
         return Missing(f"{call_of(spec)}{f'.{prefix}' if prefix else ''}: the export's error report is unreadable")
 
 
-def _load_model(workdir: Path, name: str, spec: dict, shapes, batches, probe: int, notes, hide, prefix=""):
+def _load_optimizer(workdir: Path, spec: dict, notes, hide):
+    """The Described optimizer of spec `spec` from the child's description, or the Missing reason it is unavailable
+    (None when the child never got there)."""
+    error = _error(workdir, spec["name"], spec, notes, hide)
+    if error:
+        return error
+    handed = sum(len(a["parameters"]) for a in [*spec.get("args", []), *spec.get("kwargs", {}).values()]
+                 if isinstance(a, dict) and set(a) == {"parameters"})
+    try:
+        return optimizers.described(_read_json(workdir / f"{spec['name']}.optimizer.json", 1 << 20), handed)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:  # OptimizerError is a ValueError
+        return Missing(f"{call_of(spec)}: {plain(exc, 600, hide)}")
+
+
+def _load_model(workdir: Path, name: str, spec: dict, shapes, batches, probe: int, notes, hide, prefix="",
+                sizes=()):
     """The rebuilt model `name` from the child's files, or the Missing reason it is unavailable."""
     call = call_of(spec) + (f".{prefix}" if prefix else "")
     error = _error(workdir, name, spec, notes, hide, prefix, shapes)
@@ -219,7 +248,7 @@ def _load_model(workdir: Path, name: str, spec: dict, shapes, batches, probe: in
         if prefix:
             graph, tensors = _prefixed(json.loads(graph), safetensors_load(tensors), prefix)
             graph, tensors = json.dumps(graph).encode(), safetensors_save(tensors)
-        model = rebuild.from_bytes(graph, tensors, shapes, batches)
+        model = rebuild.from_bytes(graph, tensors, shapes, batches, [[size] for size in sizes])
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:  # RebuildError is a ValueError
@@ -295,6 +324,9 @@ def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits
         built = _built_by(workdir, spec)
         if built:
             names[builders(spec)[0]] = built
+        if spec.get("kind") == "optimizer":
+            models[name] = _load_optimizer(workdir, spec, notes, hide)
+            continue
         if spec.get("export") is False:
             reason = _error(workdir, name, spec, notes, hide)
             if reason or params[name] is None:  # None: not reached, the cause below says why
@@ -302,7 +334,8 @@ def export_and_rebuild(source: Path, checklist: Checklist, workdir: Path, limits
                                           if where == "done" else None)
             continue
         batches = checklist.batches(name)
-        model = _load_model(workdir, name, spec, spec["inputs"], batches, probe, notes, hide)
+        model = _load_model(workdir, name, spec, spec["inputs"], batches, probe, notes, hide,
+                            sizes=spec.get("sizes", ()))
         models[name] = model
         if isinstance(model, Missing):
             for part, shapes in spec.get("parts", {}).items():
@@ -343,7 +376,8 @@ def train_lazily(model, context: Context, timings: dict):
     def train():
         if "run" not in cache:
             started = time.monotonic()
-            cache["run"] = training_run(model, context.task, BUDGETS[context.device], context.device)
+            cache["run"] = training_run(model, context.task, context.checklist.budget(context.device),
+                                        context.device)
             timings["training"] = time.monotonic() - started
         return cache["run"]
     return train
@@ -410,7 +444,7 @@ def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits
 
     checklist = Checklist.of(assignment)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    budget = BUDGETS[device]
+    budget = checklist.budget(device)
     root, checksums = resolve_data(data_dir, cache_dir)  # raises DataError
     task = task_data(root, budget, checksums)
     workdir = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))

@@ -16,7 +16,7 @@ from .rebuild import bind
 
 __all__ = ["CheckFailed", "expect", "count", "shapes_of", "parameters", "listed_parameters", "listed_shapes",
            "part_model", "part_shapes", "convolutions", "weighted_layers", "activation_adds", "silenced", "shortcut_only",
-           "projection", "main_path_parameters", "training_checks"]
+           "projection", "main_path_parameters", "optimizer_steps", "option_differences", "training_checks"]
 
 
 def count(n) -> str:
@@ -169,6 +169,40 @@ def shortcut_only(model, x, main):
     """The model's output on `x` with its main path silenced (see `silenced`)."""
     with torch.no_grad():
         return silenced(model, main).run(x)[0]
+
+
+# ---- optimizers: described by the child as plain data, built and stepped here (autograder.optimizers) ----
+
+NUMERIC_ONLY = {"foreach", "fused", "differentiable", "capturable"}  # how torch computes a step, not what
+
+
+def optimizer_steps(described, shapes, steps=5, seed=0) -> list:
+    """The grader's own tensors of `shapes` after `steps` steps of the optimizer `described` (built here from
+    torch.optim) on a fixed problem: each tensor pulled towards a random target, so momentum, weight decay,
+    Adam's moments and the learning rate all leave their mark."""
+    generator = torch.Generator().manual_seed(seed)
+    params = [torch.nn.Parameter(torch.randn(*shape, generator=generator)) for shape in shapes]
+    targets = [torch.randn(*shape, generator=generator) for shape in shapes]
+    optimizer = described.build(params)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        sum(((p - t) ** 2).sum() for p, t in zip(params, targets)).backward()
+        optimizer.step()
+    return [p.detach() for p in params]
+
+
+def option_differences(got, want) -> str:
+    """What the optimizer `got` sets otherwise than `want` (class, number of groups, options of each group that
+    change a step), as `momentum 0.9 (expected 0.95)`; empty when nothing differs."""
+    if got.name != want.name:
+        return f"torch.optim.{got.name} (expected torch.optim.{want.name})"
+    if len(got.groups) != len(want.groups):
+        return f"{len(got.groups)} parameter groups (expected {len(want.groups)})"
+    found = []
+    for (_, mine), (_, theirs) in zip(got.groups, want.groups):
+        found += [f"{key} {mine.get(key)!r} (expected {theirs.get(key)!r})" for key in sorted(set(mine) | set(theirs))
+                  if key not in NUMERIC_ONLY and mine.get(key) != theirs.get(key)]
+    return ", ".join(dict.fromkeys(found))
 
 
 # ---- the short training run: the same three checks in every assignment ----

@@ -555,11 +555,13 @@ def _meta_run(meta, shapes, max_elements, max_total):
         meta.run(*inputs, inspect=inspect)
 
 
-def dry_run(graph, tensors, input_shapes, batches=(), max_elements=MAX_ELEMENTS, max_total=MAX_TOTAL_ELEMENTS):
-    """Run the graph on the meta device (shapes only, no memory) at `input_shapes` and again with every input's
-    batch dimension set to each of `batches`, refusing it if a weight or tensor exceeds `max_elements` or one
+def dry_run(graph, tensors, input_shapes, batches=(), max_elements=MAX_ELEMENTS, max_total=MAX_TOTAL_ELEMENTS,
+            sizes=()):
+    """Run the graph on the meta device (shapes only, no memory) at `input_shapes`, again with every input's
+    batch dimension set to each of `batches`, and at each of `sizes` (other input shapes: a net graded at 32 x 32
+    and at 128 x 128), refusing it if a weight or tensor exceeds `max_elements` or one
     run's tensors together exceed `max_total`, so a crafted graph cannot exhaust the grading process's memory.
-    At the export's own shapes the graph must run; at another batch size it may fail (a batch fixed in the code):
+    At the export's own shapes the graph must run; at another batch size or size it may fail (fixed in the code):
     it then fails the same way when the checks run it, before allocating more than was seen here."""
     meta = Rebuilt(graph, {k: torch.empty_like(v, device="meta") for k, v in tensors.items()}).eval()
     for name, t in meta.state_dict().items():
@@ -572,8 +574,9 @@ def dry_run(graph, tensors, input_shapes, batches=(), max_elements=MAX_ELEMENTS,
     except Exception as exc:  # noqa: BLE001 - whatever a crafted graph makes torch raise
         raise RebuildError(f"the exported model does not run on its own example input "
                            f"({type(exc).__name__}: {_clip(str(exc), 200)})") from None
-    for batch in sorted(set(batches)):
-        shapes = [[batch, *s[1:]] for s in input_shapes]
+    others = [[[batch, *s[1:]] for s in input_shapes] for batch in sorted(set(batches))]
+    others += [[list(s) for s in shapes] for shapes in sizes]  # each: one shape per input
+    for shapes in others:
         if shapes == [list(s) for s in input_shapes]:
             continue
         try:
@@ -584,15 +587,15 @@ def dry_run(graph, tensors, input_shapes, batches=(), max_elements=MAX_ELEMENTS,
             pass
 
 
-def from_bytes(graph_bytes: bytes, tensor_bytes: bytes, input_shapes, batches=()) -> Rebuilt:
-    """The rebuilt module from the exported JSON and safetensors bytes, after a dry run at `input_shapes` and at
-    each batch size in `batches` (every one the grader will run it at)."""
+def from_bytes(graph_bytes: bytes, tensor_bytes: bytes, input_shapes, batches=(), sizes=()) -> Rebuilt:
+    """The rebuilt module from the exported JSON and safetensors bytes, after a dry run at `input_shapes`, at
+    each batch size in `batches` and at each of `sizes` (every shape set the grader will run it at)."""
     try:
         graph = json.loads(graph_bytes)
         tensors = safetensors_load(tensor_bytes)
     except (ValueError, RecursionError, SafetensorError) as exc:  # RecursionError: JSON nested too deep
         raise RebuildError(f"the exported files are unreadable ({type(exc).__name__})") from None
-    dry_run(graph, tensors, input_shapes, batches)
+    dry_run(graph, tensors, input_shapes, batches, sizes=sizes)
     return Rebuilt(graph, tensors)
 
 
