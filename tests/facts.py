@@ -1,5 +1,6 @@
 """What the tests know of each assignment: its notebook's parts, sanity checks and settings. Counts and shapes
 come from the paper or the course (../shared/spec/facts.md), never from the reference code under test."""
+import torch
 
 PROBE_RESNET50 = """
 import json
@@ -20,6 +21,19 @@ _x = F.relu(_model.bn1(_model.conv1(torch.randn(2, 3, 32, 32))))
 _shapes = {"stem_conv": list(_x.shape)}
 with torch.no_grad():
     for _stage in ("layer1", "layer2", "layer3"):
+        _x = getattr(_model, _stage)(_x)
+        _shapes[_stage] = list(_x.shape)
+print("PROBE " + json.dumps({"parameters": sum(p.numel() for p in _model.parameters()), "shapes": _shapes,
+                             "output": list(_model(torch.randn(3, 3, 32, 32)).shape)}))
+"""
+
+PROBE_RESNET34 = """
+import json
+_model = ResNet34().eval()
+_x = _model.maxpool(_model.relu(_model.bn1(_model.conv1(torch.randn(2, 3, 32, 32)))))
+_shapes = {"stem": list(_x.shape)}
+with torch.no_grad():
+    for _stage in ("layer1", "layer2", "layer3", "layer4"):
         _x = getattr(_model, _stage)(_x)
         _shapes[_stage] = list(_x.shape)
 print("PROBE " + json.dumps({"parameters": sum(p.numel() for p in _model.parameters()), "shapes": _shapes,
@@ -69,5 +83,30 @@ FACTS = {
         "trained": {"plain-20", "ResNet-20", "plain-56", "ResNet-56"},
         "stubs": [lambda m: m.BasicBlock(16, 16), lambda m: m.PlainBlock(16, 32, 2), lambda m: m.resnet20(),
                   lambda m: m.ResNet(m.BasicBlock, [1, 1, 1])],
+    },
+    "resnet34_optimizers": {
+        "total": 100, "regions": 7, "solution_lines": 20,
+        "solution_cells": {"basic_block", "resnet34", "make_optimizer"},
+        "locked_cells": {"check_basic_block", "check_resnet34", "check_make_optimizer", "conv_helpers"},
+        "first_stub": ("run_check_basic_block", "check_basic_block"),
+        "epochs_line": "EPOCHS = 10 if FULL_RUN else 2",
+        "full_run": {"EPOCHS": 10, "TRAIN_SUBSET": 5000, "TEST_SUBSET": 0, "IMAGE_SIZE": 128, "SEEDS": (0, 1, 2),
+                     "LRS": {"sgd": 0.01, "adam": 0.001, "sgd_m095": 0.01}},
+        "settings_start": "FULL_RUN = False  # True: 5,000 images at 128 x 128",
+        "sanity_lines": ["BasicBlock(64, 128, stride=1): (2, 64, 16, 16) -> (2, 128, 16, 16), 230,144 parameters "
+                         "(projection 8,448)  ok",
+                         "128x128 input, after layer4: (2, 512, 4, 4)  ok", "ResNet34(): 21,289,802 parameters  ok",
+                         "make_optimizer('sgd_m095', ...): torch.optim.SGD, momentum 0.95, weight decay 0.0005, lr 0.1 "
+                         "and 0.003 as given  ok",
+                         "make_optimizer('rmsprop', ...): ValueError  ok"],
+        "probe": PROBE_RESNET34,
+        "network": {"parameters": 21_289_802, "output": [3, 10], "shapes": {  # the seed's table at 32 x 32
+            "stem": [2, 64, 8, 8], "layer1": [2, 64, 8, 8], "layer2": [2, 128, 4, 4], "layer3": [2, 256, 2, 2],
+            "layer4": [2, 512, 1, 1]}},
+        # the study (three optimizers, seeds 0 and 1) and the lr sweep of SGD at one seed
+        "trained": {f"{name} lr 0.001 seed {seed}" for name in ("sgd", "adam", "sgd_m095") for seed in (0, 1)}
+        | {"sgd lr 0.003 seed 0", "sgd lr 0.0003 seed 0"},
+        "stubs": [lambda m: m.BasicBlock(64, 64), lambda m: m.ResNet34(),
+                  lambda m: m.make_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], 0.1)],
     },
 }

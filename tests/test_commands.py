@@ -56,13 +56,14 @@ def test_make_demo_grades_the_samples():
     assert re.search(r"^reference\s+120/120\s+0\s+graded$", result.stdout, re.M)
     assert re.search(r"^reference\s+100/100\s+0\s+graded$", result.stdout, re.M)
     assert re.search(r"^release\s+0/120", result.stdout, re.M) and re.search(r"^release\s+0/100", result.stdout, re.M)
+    assert re.search(r"^lr_fixed\s+95/100\s+1\s+graded$", result.stdout, re.M)  # the third assignment's table
 
 
 def test_make_reference_run_trains_every_model_of_every_assignment(tmp_path):
     result = make("reference-run", 1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "falling" in result.stdout and "NOT falling" not in result.stdout
-    for name in ("VGG-16", "ResNet-50 (layer4)", "plain-20", "ResNet-56"):
+    for name in ("VGG-16", "ResNet-50 (layer4)", "plain-20", "ResNet-56", "adam lr 0.001 seed 1", "sgd lr 0.003 seed 0"):
         assert re.search(rf"^ +{re.escape(name)}: train loss .* \(falling\)", result.stdout, re.M), name
 
 
@@ -109,6 +110,8 @@ def test_autograde_list_names_every_assignment_with_its_points():
     assert result.returncode == 0, result.stderr
     assert re.search(r"^resnet50_cifar10: .*\(120 points\)$", result.stdout, re.M)
     assert re.search(r"^resnet_paper_cifar10: .*\(100 points\)$", result.stdout, re.M)
+    assert re.search(r"^resnet34_optimizers: .*\(100 points\)$", result.stdout, re.M)
+    assert re.search(r"^    5  make_optimizer\(\"sgd_m095\"\): torch.optim.SGD with momentum 0.95", result.stdout, re.M)
     assert re.search(r"^    5  Option A: no parameters", result.stdout, re.M)
 
 

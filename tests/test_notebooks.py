@@ -121,5 +121,6 @@ def test_reference_run_reads_the_history_where_the_notebook_wrote_it(assignment,
     monkeypatch.setattr(demo, "execute", fake_execute)
     assert demo.notebook_run(assignment, tmp_path / "data", tmp_path / "out") is True
     assert (elsewhere / "history.json").exists() and not (tmp_path / "out" / "history.json").exists()
-    assert ran["EPOCHS"] == 2 and ran["TRAIN_SUBSET"] == demo.NOTEBOOK_BUDGET["TRAIN_SUBSET"]
+    budget = assignment.reference_run or demo.NOTEBOOK_BUDGET
+    assert ran["EPOCHS"] == 2 and ran["TRAIN_SUBSET"] == budget["TRAIN_SUBSET"]
     assert ran["DATA_DIR"] == str(tmp_path / "data") and ran["DOWNLOAD"] is False
