@@ -1,10 +1,15 @@
 """Load: find each student's submission and take only its definitions, by parsing (nothing is executed here).
 
-Kept at top level: imports, functions, classes, and assignments whose value calls nothing (constants like
-`NUM_CLASSES = 10` or a VGG config list). Everything else — training loops, prints, plots, `!`/`%` lines,
-`if __name__ == "__main__":` — is blanked, keeping line numbers, so grading never re-runs a student's training
-and tracebacks still point at the student's own lines. A notebook cell that does not parse is skipped with a note
-(a broken training cell must not cost the model); a .py file that does not parse cannot be graded.
+Kept at top level: imports, functions, classes, and assignments that call nothing (constants like
+`NUM_CLASSES = 10` or a VGG config list) or whose value is one call of a constructor in SAFE_CONSTRUCTORS whose
+arguments call nothing, as ResNet code in the wild writes `conv3x3 = partial(Conv2dAuto, kernel_size=3)`. Such a
+callee counts only where the submission imports it from its module (`from functools import partial`, `import
+functools`, aliases too) and binds that name no other way anywhere, since a student's own `def partial` could train
+(allowed_constructors). Everything else — model construction (`model = resnet18()`, `nn.Linear(...)`), training
+loops, prints, plots, `!`/`%` lines, `if __name__ == "__main__":` — is blanked, keeping line numbers, so grading
+never re-runs a student's training and tracebacks still point at the student's own lines. A notebook cell that
+does not parse is skipped with a note (a broken training cell must not cost the model); a .py file that does not
+parse cannot be graded.
 
 Every submission is hostile input. Files are read without following a symbolic link, without blocking on a FIFO
 or device, only when regular, and never past MAX_SUBMISSION_BYTES; folders are walked without following
@@ -35,6 +40,10 @@ GRADABLE = (".py", ".ipynb")
 STUB = "fill in here"
 STUB_RAISED = re.compile(r"NotImplementedError\(\s*[rRuU]?[\"']{1,3}fill in here")  # a stub, not its comment
 RUNNING_CELL_MAGICS = ("%%time", "%%capture")  # cell magics whose body is still Python
+# The constructors a top-level assignment may call, by the module that must provide them: each only stores its
+# arguments and calls none of them (partial binds arguments to a callable; namedtuple makes a tuple class from field
+# names). No nn.* layer (it allocates weights) and no builtin such as list(range(...)) (it runs an iteration).
+SAFE_CONSTRUCTORS = {"functools": ("partial",), "collections": ("namedtuple",)}
 
 
 class LoadError(ValueError):
@@ -59,16 +68,88 @@ def _calls_nothing(node) -> bool:
     return not any(isinstance(n, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)) for n in ast.walk(node))
 
 
-def is_definition(stmt) -> bool:
+def _calls_only_allowed(value, allowed) -> bool:
+    """`value` is one call of a callee spelled as in `allowed` (`partial`, `functools.partial`) whose arguments,
+    positional, keyword and starred, call nothing."""
+    if not isinstance(value, ast.Call):
+        return False
+    func = value.func
+    if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+        spelled = f"{func.value.id}.{func.attr}"
+    else:
+        spelled = func.id if isinstance(func, ast.Name) else None
+    return spelled in allowed and all(map(_calls_nothing, value.args + value.keywords))
+
+
+def is_definition(stmt, allowed=frozenset()) -> bool:
+    """Whether the top-level statement is kept; `allowed` is allowed_constructors' answer for the submission."""
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
-    if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-        return stmt.value is not None and _calls_nothing(stmt.value)
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign)) and stmt.value is not None:
+        rest = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target, stmt.annotation]
+        # targets and an annotation run too: `CONFIG[build()] = 1` and `x: train() = 1` are calls
+        return all(map(_calls_nothing, rest)) and (_calls_nothing(stmt.value)
+                                                   or _calls_only_allowed(stmt.value, allowed))
     return False
 
 
-def definitions_only(code: str, label: str) -> str:
-    """`code` with every top-level statement that is not a definition blanked out (line numbers kept).
+def _bindings(node):
+    """(name, {callee spelling: constructor} it makes callable, empty when it is bound another way) for each
+    name the node binds."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        for alias in node.names:
+            name = alias.asname or alias.name.split(".")[0]
+            if isinstance(node, ast.Import) and alias.name in SAFE_CONSTRUCTORS:
+                yield name, {f"{name}.{c}": c for c in SAFE_CONSTRUCTORS[alias.name]}
+            elif isinstance(node, ast.ImportFrom) and not node.level and alias.name in SAFE_CONSTRUCTORS.get(
+                    node.module, ()):
+                yield name, {name: alias.name}
+            elif alias.name != "*":
+                yield name, {}
+    elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        yield node.name, {}
+    elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+        yield node.id, {}
+    elif isinstance(node, ast.arg):
+        yield node.arg, {}
+    elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+        yield node.name, {}
+    elif isinstance(node, ast.MatchMapping) and node.rest:
+        yield node.rest, {}
+
+
+def allowed_constructors(sources) -> frozenset:
+    """The callee spellings (`partial`, `functools.partial`, an alias) that is_definition may keep a call of, for
+    a submission of these sources (every cell of a notebook, as names bound in one cell hold in the next). A name
+    counts only if every binding of it, anywhere and in any scope, is an import of SAFE_CONSTRUCTORS; it is refused
+    if it is also a def, class, assignment, argument or another import, if a star import could rebind it, or if the
+    constructor's attribute is ever assigned (`functools.partial = train`). This keeps grading from calling the
+    student's code by accident or plain shadowing; containing a hostile file (a class body runs when defined) is
+    the sandbox's job. Sources that do not parse are never run, so they bind nothing."""
+    callees, other, written, star = {}, set(), set(), False
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            continue
+        for node in ast.walk(tree):
+            star = star or isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names)
+            if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+                written.add(node.attr)
+            for name, made in _bindings(node):
+                if made:
+                    callees.setdefault(name, {}).update(made)
+                else:
+                    other.add(name)
+    if star:
+        return frozenset()
+    return frozenset(spelled for name, made in callees.items() if name not in other
+                     for spelled, constructor in made.items() if constructor not in written)
+
+
+def definitions_only(code: str, label: str, allowed=frozenset()) -> str:
+    """`code` with every top-level statement that is not a definition blanked out (line numbers kept); `allowed`
+    is allowed_constructors' answer for the whole submission (none by default).
     Raises SyntaxError, also for code nested too deeply to parse (the parser's own MemoryError/RecursionError)."""
     lines = code.splitlines()
     keep = [False] * len(lines)
@@ -77,7 +158,7 @@ def definitions_only(code: str, label: str) -> str:
     except (MemoryError, RecursionError):
         raise SyntaxError("too deeply nested to parse") from None
     for stmt in body:
-        if is_definition(stmt):
+        if is_definition(stmt, allowed):
             first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
             for i in range(first - 1, stmt.end_lineno):
                 keep[i] = True
@@ -136,7 +217,7 @@ def _text(path: Path) -> str:
         raise LoadError(f"{path.name} is not a text file (it is not UTF-8): submit the .ipynb or .py itself")
 
 
-def _not_run(code: str, label: str, most=5):
+def _not_run(code: str, label: str, allowed=frozenset(), most=5):
     """A note naming the top-level statements of a .py that grading does not run (a checkpoint load, a training
     loop, a call at import), or None: the docstring and the `if __name__ == "__main__":` block go unmentioned."""
     lines = code.splitlines()
@@ -144,7 +225,7 @@ def _not_run(code: str, label: str, most=5):
         body = ast.parse(code).body
     except (SyntaxError, MemoryError, RecursionError):
         return None
-    skipped = [stmt for stmt in body if not is_definition(stmt) and not isinstance(stmt, ast.Pass)
+    skipped = [stmt for stmt in body if not is_definition(stmt, allowed) and not isinstance(stmt, ast.Pass)
                and not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
                and not (isinstance(stmt, ast.If) and isinstance(stmt.test, ast.Compare)
                         and isinstance(stmt.test.left, ast.Name) and stmt.test.left.id == "__name__")]
@@ -157,12 +238,13 @@ def _not_run(code: str, label: str, most=5):
 
 def from_python(path: Path) -> Definitions:
     code = _text(path)
+    allowed = allowed_constructors([code])
     try:
-        chunks = [{"label": path.name, "code": definitions_only(code, path.name)}]
+        chunks = [{"label": path.name, "code": definitions_only(code, path.name, allowed)}]
     except SyntaxError as exc:
         raise LoadError(f"{path.name} has a syntax error{_at(exc)}: {exc.msg}"
                         f"{_shown(exc)}. Fix it so the file runs.") from None
-    note = _not_run(code, path.name)
+    note = _not_run(code, path.name, allowed)
     return Definitions(chunks, [note] if note else [])
 
 
@@ -182,16 +264,14 @@ def from_notebook(path: Path) -> Definitions:
         nb = nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises several kinds for schema trouble
         raise LoadError(f"{path.name} is not a valid notebook ({type(exc).__name__}). {advice}") from None
+    cells = [(f"cell {index}", _without_magics(cell.source)) for index, cell in enumerate(nb.cells, start=1)
+             if cell.cell_type == "code"]
+    cells = [(label, source) for label, source in cells if source is not None]
+    allowed = allowed_constructors(source for _, source in cells)
     result = Definitions([])
-    for index, cell in enumerate(nb.cells, start=1):
-        if cell.cell_type != "code":
-            continue
-        source = _without_magics(cell.source)
-        if source is None:
-            continue
-        label = f"cell {index}"
+    for label, source in cells:
         try:
-            result.chunks.append({"label": label, "code": definitions_only(source, label)})
+            result.chunks.append({"label": label, "code": definitions_only(source, label, allowed)})
         except SyntaxError as exc:
             result.notes.append(f"{label} was skipped: syntax error{_at(exc)}: {exc.msg}{_shown(exc)}")
     return result

@@ -12,7 +12,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograder import load
 from autograder.cli import unique
-from autograder.load import LoadError, definitions, definitions_only, find_submissions, pick_file
+from autograder.load import (LoadError, allowed_constructors, definitions, definitions_only, find_submissions,
+                             pick_file)
 
 PREFERRED = ["resnet50_skeleton.py", "resnet50_cifar10.ipynb"]
 
@@ -358,3 +359,104 @@ def test_a_py_says_which_top_level_statements_grading_does_not_run(tmp_path):
                     "torch.nn.Linear(2, 2); line 5: for epoch in range(200):; line 7: print(\"done\")")
     script.write_text('"""Only definitions."""\nimport torch\n\n\nif __name__ == "__main__":\n    print(1)\n')
     assert definitions(script).notes == []
+
+
+WILD_IMPORTS = "import torch\nfrom torch import nn\nfrom functools import partial\n"
+WILD_CLASS = '''class Conv2dAuto(nn.Conv2d):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+'''
+WILD_PARTIAL = "conv3x3 = partial(Conv2dAuto, kernel_size=3, bias=False)"
+
+
+def _defined(chunks) -> dict:
+    """The kept code run as grading runs it: chunk after chunk in one namespace."""
+    namespace = {}
+    for chunk in chunks:
+        exec(compile(chunk["code"], chunk["label"], "exec"), namespace)
+    return namespace
+
+
+def _working_conv3x3(namespace):
+    import torch
+
+    conv = namespace["conv3x3"](8, 16)
+    assert conv.padding == (1, 1) and conv.bias is None
+    assert conv(torch.zeros(1, 8, 5, 5)).shape == (1, 16, 5, 5)
+
+
+def test_a_partial_from_resnet_code_in_the_wild_is_kept_and_works(tmp_path):
+    """FrancescoSaverioZuppichini/ResNet's `conv3x3 = partial(Conv2dAuto, ...)`, in a .py and across notebook cells."""
+    script = tmp_path / "resnet.py"
+    script.write_text(WILD_IMPORTS + WILD_CLASS + WILD_PARTIAL + "\nmodel = nn.Linear(3, 4)\nprint(model)\n")
+    [chunk] = definitions(script).chunks
+    kept = chunk["code"].splitlines()
+    assert kept[7] == WILD_PARTIAL and kept[8:] == ["", ""]  # on its own line; the model and the print blanked
+    namespace = _defined([chunk])
+    _working_conv3x3(namespace)
+    assert "model" not in namespace
+    cells = [WILD_IMPORTS, WILD_CLASS, "def broken(:\n", f"\n{WILD_PARTIAL}\nnet = nn.Sequential(conv3x3(3, 8))"]
+    path = tmp_path / "resnet.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells]), str(path))
+    result = definitions(path)
+    assert [c["label"] for c in result.chunks] == ["cell 1", "cell 2", "cell 4"]  # the broken cell: a note
+    assert result.chunks[2]["code"].splitlines() == ["", WILD_PARTIAL, ""]
+    _working_conv3x3(_defined(result.chunks))
+    # partial rebound in any cell, even a later one, makes the call unsafe
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in cells + ["partial = print"]]), str(path))
+    assert definitions(path).chunks[2]["code"].strip() == ""
+
+
+def test_the_not_run_note_skips_a_kept_partial_but_names_a_blanked_call(tmp_path):
+    script = tmp_path / "resnet.py"
+    script.write_text(WILD_IMPORTS + WILD_CLASS + WILD_PARTIAL + "\nmodel = nn.Linear(3, 4)\n")
+    note, = definitions(script).notes
+    assert note == "resnet.py: not run when grading, which reads definitions only: line 9: model = nn.Linear(3, 4)"
+
+
+def _kept(source: str) -> str:
+    return definitions_only(source, "x.py", allowed_constructors([source]))
+
+
+@pytest.mark.parametrize("source", [
+    "from functools import partial\nf = partial(g, 3, k=4, *ARGS, **KW)",
+    "from functools import partial\ndef h():\n    return partial(g)\nf = partial(g)",  # read, not rebound
+    "from functools import partial as p\nf = p(g)",
+    "import functools\nf = functools.partial(g, key=lambda x: x[0])",
+    "import functools as ft\nf: Callable = ft.partial(g)",
+    "from collections import namedtuple\nPoint = namedtuple('Point', ['x', 'y'])",
+    "import collections\nPoint = collections.namedtuple('Point', 'x y')",
+])
+def test_an_imported_partial_or_namedtuple_whose_arguments_call_nothing_is_kept(source):
+    assert _kept(source).splitlines()[-1] == source.splitlines()[-1]
+    assert definitions_only(source, "x.py").splitlines()[-1] == ""  # callers that allow nothing: as before
+
+
+@pytest.mark.parametrize("source", [
+    "from functools import partial\ndef partial(*a):\n    train()\nf = partial(g)",  # shadowed by a def
+    "from functools import partial\npartial = train\nf = partial(g)",  # by an assignment
+    "from functools import partial\ndef h():\n    global partial\n    partial = train\nf = partial(g)",
+    "from functools import partial\nfrom mytools import partial\nf = partial(g)",  # by another import
+    "from functools import partial\nfrom torch import *\nf = partial(g)",  # perhaps by a star import
+    "import functools\nfunctools.partial = train\nf = functools.partial(g)",  # the attribute replaced
+    "from mytools import partial\nf = partial(g)",  # not functools'
+    "f = partial(g)",  # not imported at all
+    "P = namedtuple('P', 'x y')",
+    "from functools import partial\nf = functools.partial(g)",  # functools itself never imported
+    "from functools import partial\nf = partial(g, x=train())",  # a nested call
+    "from functools import partial\nf = partial(g, *load())",
+    "from functools import partial\nf = partial(g, key=lambda: train())",
+    "from functools import partial\nf = partial(g)(3)",  # calls g
+    "from functools import partial\nCONFIG[build()] = partial(g)",  # the target calls
+    "x: train() = 1",  # the annotation calls
+    "from functools import partial\nmodel = resnet18()",
+    "from torch import nn\nnet = nn.Linear(3, 4)",
+    "from torch import nn\nnet = nn.Sequential(nn.ReLU())",
+    "x = list(range(10))",
+    "from functools import partial\nprint(partial)",
+    "from functools import partial\nfor epoch in range(3):\n    train()",
+])
+def test_calls_that_could_run_the_students_code_or_allocate_stay_blanked(source):
+    kept = _kept(source).splitlines()
+    assert len(kept) == len(source.splitlines()) and kept[-1] == ""
