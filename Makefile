@@ -32,6 +32,7 @@ check-release: $(VENV)/.ready
 DATA_DIR ?= data/synthetic
 data: $(VENV)/.ready
 	$(PY) -m autograder.data $(DATA_DIR)
+	$(PY) -m autograder.data $(DATA_DIR) --mnist
 
 $(VENV)/.ready: requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)

@@ -18,7 +18,7 @@ import nbformat
 
 from . import cli
 from .assignments import ASSIGNMENTS, ROOT
-from .data import describe, ensure_synthetic_cifar10
+from .data import describe_all, ensure_stand_ins
 from .notebooks import execute, read, stdout_of, with_settings
 from .release import release
 
@@ -89,8 +89,8 @@ def main(argv=None):
     ok = True
     for assignment in ASSIGNMENTS.values():
         if args.notebook:
-            data_dir = os.environ.get(f"{PREFIX}DATA_DIR") or ensure_synthetic_cifar10(ROOT / "data" / "synthetic")
-            print(f"\n== reference run of {assignment.notebook} on {describe(data_dir)}", flush=True)
+            data_dir = os.environ.get(f"{PREFIX}DATA_DIR") or ensure_stand_ins(ROOT / "data" / "synthetic")
+            print(f"\n== reference run of {assignment.notebook} on {describe_all(data_dir)}", flush=True)
             ok &= notebook_run(assignment, data_dir, ROOT / "out" / "reference-run" / assignment.name)
         else:
             samples = sorted(str(p) for p in assignment.samples_dir.iterdir())

@@ -1,7 +1,7 @@
 import pytest
 
 from autograder.assignments import ASSIGNMENTS
-from autograder.data import write_synthetic_cifar10
+from autograder.data import write_digits_mnist, write_synthetic_cifar10
 
 
 @pytest.fixture(scope="session")
@@ -13,6 +13,7 @@ def assignment():
 def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_synthetic_cifar10(root, train=2000, test=500, seed=1)
+    write_digits_mnist(root, train=600, test=200, seed=1)  # beside it, as the family's notebook wants both
     return root
 
 

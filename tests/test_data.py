@@ -133,3 +133,208 @@ def test_the_grader_never_unpickles_a_batch_rewritten_with_its_md5_table(synthet
     with pytest.raises(TypeError):  # what trusting the manifest beside the data does: unpickle the plant
         open_cifar10(copy, train=True)
     assert _Planted.marker.exists()
+
+
+# The MNIST-format set: real handwriting (scikit-learn's UCI digits) in MNIST's IDX files, read by torchvision's MNIST.
+
+@pytest.fixture(scope="module")
+def digits_mnist(tmp_path_factory):
+    """(root, md5 table from writing): a small MNIST-format set, the table as the grader would hold it."""
+    from autograder.data import write_digits_mnist_with_sums
+
+    root = tmp_path_factory.mktemp("mnist")
+    return root, write_digits_mnist_with_sums(root, train=3000, test=600, seed=0)[1]
+
+
+def test_mnist_files_have_the_real_idx_headers_and_sizes(digits_mnist):
+    import struct
+
+    from autograder.data import MNIST_FILES, MNIST_FOLDER
+
+    root, sums = digits_mnist
+    raw = root / MNIST_FOLDER / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == sorted(sums) == sorted(n for f in MNIST_FILES.values() for n in f)
+    for train, count in [(True, 3000), (False, 600)]:
+        images, labels = (raw / name for name in MNIST_FILES[train])
+        assert images.name == ("train" if train else "t10k") + "-images-idx3-ubyte"
+        head = images.read_bytes()[:16]
+        assert struct.unpack(">IIII", head) == (0x00000803, count, 28, 28)
+        assert images.stat().st_size == 16 + count * 28 * 28
+        assert struct.unpack(">II", labels.read_bytes()[:8]) == (0x00000801, count)
+        assert labels.stat().st_size == 8 + count
+
+
+def test_mnist_loads_through_torchvision_mnist_unchanged(digits_mnist):
+    from torchvision.datasets import MNIST
+
+    from autograder.data import open_mnist
+
+    root, _ = digits_mnist
+    for train, count in [(True, 3000), (False, 600)]:
+        data = MNIST(root, train=train, download=False)  # torchvision's own class, no subclass, no checksum table
+        assert type(data) is MNIST and type(open_mnist(root, train)) is MNIST
+        assert data.data.shape == (count, 28, 28) and data.data.dtype == torch.uint8
+        assert np.bincount(data.targets.numpy(), minlength=10).tolist() == [count // 10] * 10
+        assert (data.data == 0).float().mean() > 0.6 and data.data.max() == 255  # black canvas, white strokes
+    image, label = open_mnist(root, False, transform=transforms.ToTensor())[0]
+    assert image.shape == (1, 28, 28) and 0 <= label < 10
+
+
+def _mnist_arrays(root, train):
+    from autograder.data import open_mnist
+
+    data = open_mnist(root, train)
+    return data.data.flatten(1).float() / 255, data.targets
+
+
+def test_mnist_images_are_real_digits(digits_mnist):
+    """Real handwriting: 1-nearest-neighbour on raw pixels, fit on the train split, reads the test split (made from
+    other source images) well above the 10 % of chance; with the train labels shuffled it stays near chance."""
+    root, _ = digits_mnist
+    (x, y), (xt, yt) = _mnist_arrays(root, True), _mnist_arrays(root, False)
+    nearest = torch.cdist(xt, x).argmin(dim=1)
+    accuracy = (y[nearest] == yt).float().mean().item()
+    shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
+    chance = (shuffled[nearest] == yt).float().mean().item()
+    assert accuracy >= 0.8, f"held-out accuracy {accuracy:.2f}"
+    assert chance < 0.2, f"accuracy with shuffled labels {chance:.2f}"
+
+
+def test_mnist_test_images_come_from_held_out_source_digits(digits_mnist):
+    """No leakage: the files hold exactly digits_mnist_arrays' images, and its test images are made from source
+    digits that no training image is made from; labels are the sources' labels."""
+    from sklearn.datasets import load_digits
+    from torchvision.datasets import MNIST
+
+    from autograder.data import digits_mnist_arrays, digits_source_split
+
+    root, _ = digits_mnist
+    (x, y, src), (xt, yt, src_t) = digits_mnist_arrays(3000, 600, seed=0)
+    for train, images, labels in [(True, x, y), (False, xt, yt)]:
+        data = MNIST(root, train=train)
+        assert np.array_equal(data.data.numpy(), images) and np.array_equal(data.targets.numpy(), labels)
+    assert not set(src.tolist()) & set(src_t.tolist())
+    pool, pool_t = digits_source_split(seed=0)
+    assert set(src.tolist()) <= set(pool.tolist()) and set(src_t.tolist()) <= set(pool_t.tolist())
+    assert not set(pool.tolist()) & set(pool_t.tolist()) and len(pool) + len(pool_t) == 1797
+    targets = load_digits().target
+    assert np.array_equal(targets[src], y) and np.array_equal(targets[src_t], yt)
+    assert len(set(src_t.tolist())) > 300  # the test split draws on nearly all of its ~360 source digits
+
+
+def test_mnist_is_deterministic_for_a_seed(tmp_path):
+    from autograder.data import MNIST_FOLDER, digits_source_split, write_digits_mnist_with_sums
+
+    sums = [write_digits_mnist_with_sums(tmp_path / name, train=200, test=50, seed=seed)[1]
+            for name, seed in [("a", 5), ("b", 5), ("c", 6)]]
+    assert sums[0] == sums[1] and all(sums[0][name] != sums[2][name] for name in sums[0])
+    for name in sums[0]:
+        assert ((tmp_path / "a" / MNIST_FOLDER / "raw" / name).read_bytes()
+                == (tmp_path / "b" / MNIST_FOLDER / "raw" / name).read_bytes())
+    assert not np.array_equal(digits_source_split(5)[1], digits_source_split(6)[1])
+
+
+def test_a_changed_mnist_file_fails_the_checksum(digits_mnist, tmp_path):
+    """The grader's table from writing the set refuses a changed file, even with the manifest beside it rewritten
+    to match; only open_mnist without a table (trusting that manifest) would read it."""
+    import hashlib
+    import json
+    import shutil
+
+    from autograder.data import MNIST_FOLDER, MNIST_MANIFEST, open_mnist, verify_mnist
+
+    root, sums = digits_mnist
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    verify_mnist(copy, sums)
+    images = copy / MNIST_FOLDER / "raw" / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-1] + b"\xff")
+    with pytest.raises(ValueError, match="does not match"):
+        verify_mnist(copy, sums)
+    with pytest.raises(ValueError, match="does not match"):
+        open_mnist(copy, train=True)  # the manifest's table catches an accident
+    manifest = json.loads((copy / MNIST_FOLDER / MNIST_MANIFEST).read_text())
+    manifest["checksums"][images.name] = hashlib.md5(images.read_bytes()).hexdigest()
+    (copy / MNIST_FOLDER / MNIST_MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="does not match"):
+        open_mnist(copy, train=True, checksums=sums)  # but only the grader's own table catches tampering
+    assert len(open_mnist(copy, train=True)) == 3000
+    with pytest.raises(ValueError, match="no checksums"):
+        verify_mnist(copy, {})
+
+
+def test_a_planted_processed_mnist_file_is_refused(digits_mnist, tmp_path):
+    """torchvision's MNIST loads processed/training.pt and test.pt, when both exist, instead of the raw files."""
+    import shutil
+
+    from autograder.data import MNIST_FOLDER, open_mnist
+
+    root, sums = digits_mnist
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    processed = copy / MNIST_FOLDER / "processed"
+    processed.mkdir()
+    fake = (torch.zeros(5, 28, 28, dtype=torch.uint8), torch.zeros(5, dtype=torch.long))
+    for name in ("training.pt", "test.pt"):
+        torch.save(fake, processed / name)
+    from torchvision.datasets import MNIST
+
+    assert len(MNIST(copy, train=True)) == 5  # what an unchecked reader would train on
+    with pytest.raises(ValueError, match="instead of the checked raw files"):
+        open_mnist(copy, train=True, checksums=sums)
+
+
+def test_describe_mnist_says_it_is_built_from_the_uci_digits(digits_mnist, tmp_path):
+    from autograder.data import describe_mnist, is_digits_mnist, open_mnist
+
+    root, _ = digits_mnist
+    line = describe_mnist(root)
+    assert is_digits_mnist(root) and "UCI digits from scikit-learn" in line and "28×28" in line
+    assert line.endswith(f"at {root} (3000 train / 600 test images, seed 0)")
+    assert str(root) not in describe_mnist(root, where=False)
+    assert not is_digits_mnist(tmp_path) and describe_mnist(tmp_path) == f"MNIST at {tmp_path}"
+    with pytest.raises(RuntimeError, match="not found"):
+        open_mnist(tmp_path, train=False)  # no set and no download: torchvision's own message
+
+
+def test_the_mnist_command_line(tmp_path, capsys):
+    from autograder.data import describe_mnist, is_digits_mnist, is_synthetic, main
+
+    main([str(tmp_path), "--mnist", "--train", "100", "--test", "20", "--seed", "3"])
+    assert is_digits_mnist(tmp_path) and not is_synthetic(tmp_path)
+    assert describe_mnist(tmp_path) in capsys.readouterr().out
+    assert describe_mnist(tmp_path).endswith("(100 train / 20 test images, seed 3)")
+
+
+def test_the_grader_reads_the_digits_task_and_refuses_a_rewritten_file(digits_mnist, tmp_path):
+    """The training run's MNIST path: with no --data-dir a fresh set; with the kit's set as --data-dir the grader
+    writes it again for its checksums, so a label file rewritten beside a rewritten manifest is refused."""
+    import dataclasses
+    import hashlib
+    import json
+    import shutil
+
+    from autograder.data import MNIST_FOLDER, MNIST_MANIFEST
+    from autograder.train import BUDGETS, DataError, resolve_data, task_data
+
+    budget = dataclasses.replace(BUDGETS["cpu"], classes=(3, 5, 8), held_out=100)
+    root, checksums = resolve_data(None, tmp_path / "cache", "mnist")
+    task = task_data(root, budget, checksums, "mnist")
+    assert task.x.shape[1:] == (1, 28, 28) and set(task.y.tolist()) == {0, 1, 2} and len(task.xt) == 100
+    assert task.synthetic and "handwritten digits" in task.description and str(tmp_path) not in task.description
+    assert abs(task.x.mean().item()) < 0.5  # normalised with MNIST's own mean and std
+
+    copy = tmp_path / "copy"
+    shutil.copytree(digits_mnist[0], copy)
+    labels = copy / MNIST_FOLDER / "raw" / "train-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[8:] = bytes(len(raw) - 8)  # every label 0
+    labels.write_bytes(bytes(raw))
+    manifest = json.loads((copy / MNIST_FOLDER / MNIST_MANIFEST).read_text())
+    manifest["checksums"]["train-labels-idx1-ubyte"] = hashlib.md5(bytes(raw)).hexdigest()
+    (copy / MNIST_FOLDER / MNIST_MANIFEST).write_text(json.dumps(manifest))
+    root, checksums = resolve_data(copy, tmp_path / "cache", "mnist")
+    with pytest.raises(DataError, match="does not match"):
+        task_data(root, budget, checksums, "mnist")
+    with pytest.raises(DataError, match="no MNIST there"):
+        resolve_data(tmp_path / "empty", tmp_path / "cache", "mnist")
