@@ -77,8 +77,10 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the training run happens (auto: cuda when available)")
-    parser.add_argument("--data-dir", help="a folder holding CIFAR-10 (cifar-10-batches-py/); default: the "
-                                           "synthetic set, written afresh")
+    parser.add_argument("--data-dir", help="a folder holding the training run's data as torchvision downloads it: "
+                                           "CIFAR-10 (cifar-10-batches-py/), or MNIST (MNIST/raw/) for an "
+                                           "assignment that trains on digits; default: the kit's stand-in, "
+                                           "written afresh")
     parser.add_argument("--force", action="store_true", help="grade again students whose results exist")
     parser.add_argument("--timeout", type=float, default=sandbox.Limits.timeout_s,
                         help="seconds for one submission's sandbox (default %(default)s)")

@@ -25,7 +25,7 @@ from . import optimizers, rebuild, sandbox
 from .check import Graded, Missing, Result, collect_checks, run_checks
 from .load import LoadError, definitions, pick_file
 from .text import plain
-from .train import BUDGETS, EVAL_CHUNK, Budget, TaskData, resolve_data, task_data, training_run
+from .train import BUDGETS, DATASETS, EVAL_CHUNK, Budget, TaskData, resolve_data, task_data, training_run
 
 MAX_GRAPH_BYTES = 32 << 20
 MAX_WEIGHT_BYTES = 512 << 20
@@ -44,6 +44,7 @@ class Checklist:
     training_model: str
     preferred_files: list
     training_budget: dict = field(default_factory=dict)  # device -> changes to train.BUDGETS[device]
+    training_data: str = "cifar10"  # the training run's data set: one of train.DATASETS
 
     @classmethod
     def of(cls, assignment):
@@ -51,8 +52,11 @@ class Checklist:
         spec = importlib.util.spec_from_file_location(f"checks_{assignment.name}", file)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+        data = getattr(module, "TRAINING_DATA", "cifar10")
+        if data not in DATASETS:
+            raise ValueError(f"{file}: TRAINING_DATA = {data!r}; the kit trains on {', '.join(DATASETS)}")
         return cls(assignment.name, file, module.EXPORTS, module.TRAINING_MODEL,
-                   [assignment.module, assignment.notebook], getattr(module, "TRAINING_BUDGET", {}))
+                   [assignment.module, assignment.notebook], getattr(module, "TRAINING_BUDGET", {}), data)
 
     def columns(self):
         return collect_checks(self.file)
@@ -203,7 +207,10 @@ def _behaves_as_run(model, workdir: Path, name: str, shapes, probe: int):
             return f"in {mode} mode its output has shape {tuple(getattr(got, 'shape', ()))} when exported, " \
                    f"{tuple(want.shape) if want is not None else 'none'} when run"
         scale = want.abs().max().item() if want.numel() else 0.0
-        if not torch.allclose(got, want, rtol=1e-3, atol=1e-4 * scale + 1e-5):
+        # train-mode batch norm over a few values per channel (a deep net's 1 x 1 maps at batch 4) magnifies the
+        # rounding of two processes' different kernels: measured up to 6e-4 of the scale in ResNet-50 at 32 x 32
+        tolerance = (2e-3 if mode == "train" else 1e-4) * scale + 1e-5
+        if not torch.allclose(got, want, rtol=1e-3, atol=tolerance):
             return f"in {mode} mode its output differs by up to {(got - want).abs().max().item():.3g} " \
                    f"(largest value {scale:.3g})"
     return None
@@ -445,8 +452,8 @@ def prepare(assignment, data_dir, device, cache_dir: Path, scratch: Path, limits
     checklist = Checklist.of(assignment)
     cache_dir.mkdir(parents=True, exist_ok=True)
     budget = checklist.budget(device)
-    root, checksums = resolve_data(data_dir, cache_dir)  # raises DataError
-    task = task_data(root, budget, checksums)
+    root, checksums = resolve_data(data_dir, cache_dir, checklist.training_data)  # raises DataError
+    task = task_data(root, budget, checksums, checklist.training_data)
     workdir = Path(tempfile.mkdtemp(prefix="reference-", dir=scratch))
     try:
         models, notes, cause, _, params, _ = export_and_rebuild(assignment.reference_module, checklist, workdir,

@@ -15,7 +15,7 @@ from .check import CheckFailed, expect
 from .rebuild import bind
 
 __all__ = ["CheckFailed", "expect", "count", "shapes_of", "parameters", "listed_parameters", "listed_shapes",
-           "part_model", "part_shapes", "convolutions", "weighted_layers", "activation_adds", "silenced", "shortcut_only",
+           "part_model", "part_shapes", "convolutions", "input_convolutions", "flops", "weighted_layers", "activation_adds", "silenced", "shortcut_only",
            "projection", "main_path_parameters", "optimizer_steps", "option_differences", "training_checks"]
 
 
@@ -70,6 +70,25 @@ def part_shapes(submission, name, part, batch=2, spec=None):
 def convolutions(model, prefix=""):
     """[(path, weight shape, stride)] of the convolutions the graph runs under `prefix`, in order."""
     return [c for c in model.convolutions() if c[0].startswith(prefix)]
+
+
+def input_convolutions(model) -> set:
+    """Module paths of the convolutions that read the model's input itself: in a block, the first of the main
+    path and the projection (a bottleneck's 1x1 projection and its last 1x1 can have the same shape)."""
+    inputs = set(model._inputs)
+    return {node["module"] for node in model.graph["nodes"] if node["op"] == "aten.conv2d.default"
+            and bind(node)["input"].get("ref") in inputs}
+
+
+def flops(model, *shape) -> int:
+    """Floating-point operations of one eval-mode run on an input of `shape`, counted here by PyTorch's own
+    counter (torch.utils.flop_counter: 2 per multiply-add) on the rebuilt graph, never taken from a submission."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval().run(torch.randn(*shape))
+    return counter.get_total_flops()
 
 
 def weighted_layers(model) -> list:

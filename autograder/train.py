@@ -15,9 +15,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .data import FOLDER, MANIFEST, describe, is_synthetic, open_cifar10, write_synthetic_cifar10_with_sums
+from .data import (FOLDER, MANIFEST, MNIST_FILES, MNIST_FOLDER, MNIST_MANIFEST, describe, describe_mnist,
+                   is_digits_mnist, is_synthetic, open_cifar10, open_mnist, write_digits_mnist_with_sums,
+                   write_synthetic_cifar10_with_sums)
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+NORMALISE = {"cifar10": (MEAN, STD), "mnist": ((0.1307,), (0.3081,))}  # each set's own mean and std
+DATASETS = tuple(NORMALISE)  # what a checks file's TRAINING_DATA may name
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,12 @@ class TaskData:
     synthetic: bool
 
 
-def resolve_data(data_dir, cache_dir):
-    """(root, md5 table or None): CIFAR-10 at `data_dir` (torchvision checks its real md5 sums), or, with no
-    `data_dir`, a synthetic set written afresh under `cache_dir` with the checksums computed while writing it."""
+def resolve_data(data_dir, cache_dir, dataset="cifar10"):
+    """(root, md5 table or None): the data set at `data_dir` (torchvision checks the real set's md5 sums), or, with
+    no `data_dir`, the kit's stand-in written afresh under `cache_dir` with the checksums computed while writing it
+    (synthetic CIFAR-10; MNIST-format digits from scikit-learn's)."""
+    if dataset == "mnist":
+        return _resolve_mnist(data_dir, cache_dir)
     if data_dir:
         if not (Path(data_dir) / FOLDER / "data_batch_1").is_file():
             raise DataError(f"--data-dir {data_dir}: no CIFAR-10 there (expected {FOLDER}/data_batch_1 ... "
@@ -68,19 +75,46 @@ def resolve_data(data_dir, cache_dir):
     return synthetic, write_synthetic_cifar10_with_sums(synthetic)[1]
 
 
-def task_tensors(root, budget: Budget, train: bool, checksums=None):
+def _resolve_mnist(data_dir, cache_dir):
+    if data_dir:
+        raw = Path(data_dir) / MNIST_FOLDER / "raw"
+        if not all((raw / name).is_file() for pair in MNIST_FILES.values() for name in pair):
+            raise DataError(f"--data-dir {data_dir}: no MNIST there (expected {MNIST_FOLDER}/raw/"
+                            f"{MNIST_FILES[True][0]} and the other three files inside it, as torchvision "
+                            "downloads them)")
+        if is_digits_mnist(data_dir):  # the kit's own set: checksums from writing it again, not from its manifest
+            manifest = json.loads((Path(data_dir) / MNIST_FOLDER / MNIST_MANIFEST).read_text())
+            params = {k: int(manifest[k]) for k in ("train", "test", "seed")}
+            with tempfile.TemporaryDirectory() as again:
+                return Path(data_dir), write_digits_mnist_with_sums(again, **params)[1]
+        return Path(data_dir), None
+    digits = Path(cache_dir) / "digits-mnist"
+    shutil.rmtree(digits, ignore_errors=True)
+    return digits, write_digits_mnist_with_sums(digits)[1]
+
+
+def task_tensors(root, budget: Budget, train: bool, checksums=None, dataset="cifar10"):
     """(images, labels) of the budget's classes, normalised, labels renumbered 0..k-1."""
-    data = open_cifar10(root, train=train, checksums=checksums)
-    x = torch.tensor(data.data).permute(0, 3, 1, 2).float().div(255)
-    y = torch.tensor(data.targets)
+    if dataset == "mnist":
+        try:
+            data = open_mnist(root, train=train, checksums=checksums)
+        except ValueError as exc:  # a file that is not what the grader wrote (verify_mnist)
+            raise DataError(str(exc)) from None
+        x, y = data.data.unsqueeze(1).float().div(255), data.targets.clone()
+    else:
+        data = open_cifar10(root, train=train, checksums=checksums)
+        x, y = torch.tensor(data.data).permute(0, 3, 1, 2).float().div(255), torch.tensor(data.targets)
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in NORMALISE[dataset])
     keep = torch.isin(y, torch.tensor(budget.classes))
-    x = (x[keep] - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
-    return x, torch.searchsorted(torch.tensor(budget.classes), y[keep])
+    return (x[keep] - mean) / std, torch.searchsorted(torch.tensor(budget.classes), y[keep])
 
 
-def task_data(root, budget: Budget, checksums=None) -> TaskData:
-    x, y = task_tensors(root, budget, True, checksums)
-    xt, yt = task_tensors(root, budget, False, checksums)
+def task_data(root, budget: Budget, checksums=None, dataset="cifar10") -> TaskData:
+    x, y = task_tensors(root, budget, True, checksums, dataset)
+    xt, yt = task_tensors(root, budget, False, checksums, dataset)
+    if dataset == "mnist":
+        return TaskData(x, y, xt[:budget.held_out], yt[:budget.held_out], describe_mnist(root, where=False),
+                        checksums is not None or is_digits_mnist(root))
     return TaskData(x, y, xt[:budget.held_out], yt[:budget.held_out], describe(root, where=False),
                     checksums is not None or is_synthetic(root))
 
