@@ -40,6 +40,19 @@ print("PROBE " + json.dumps({"parameters": sum(p.numel() for p in _model.paramet
                              "output": list(_model(torch.randn(3, 3, 32, 32)).shape)}))
 """
 
+PROBE_FAMILY = """
+import json
+_model = resnet18(in_channels=1).eval()
+_x = _model.maxpool(_model.relu(_model.bn1(_model.conv1(torch.randn(2, 1, 28, 28)))))
+_shapes = {"stem": list(_x.shape)}
+with torch.no_grad():
+    for _stage in ("layer1", "layer2", "layer3", "layer4"):
+        _x = getattr(_model, _stage)(_x)
+        _shapes[_stage] = list(_x.shape)
+print("PROBE " + json.dumps({"parameters": sum(p.numel() for p in _model.parameters()), "shapes": _shapes,
+                             "output": list(_model(torch.randn(3, 1, 28, 28)).shape)}))
+"""
+
 FACTS = {
     "resnet50_cifar10": {
         "total": 120, "regions": 7, "solution_lines": 15,
@@ -108,5 +121,27 @@ FACTS = {
         | {"sgd lr 0.003 seed 0", "sgd lr 0.0003 seed 0"},
         "stubs": [lambda m: m.BasicBlock(64, 64), lambda m: m.ResNet34(),
                   lambda m: m.make_optimizer("sgd", [torch.nn.Parameter(torch.zeros(1))], 0.1)],
+    },
+    "resnet_family": {
+        "total": 100, "regions": 13, "solution_lines": 40,
+        "solution_cells": {"blocks", "resnet", "builders"},
+        "locked_cells": {"check_blocks", "check_resnet", "conv_helpers"},
+        "first_stub": ("run_check_blocks", "check_blocks"),
+        "epochs_line": "EPOCHS = 10 if FULL_RUN else 2",
+        "full_run": {"EPOCHS": 10, "TRAIN_SUBSET": 0, "TEST_SUBSET": 0,
+                     "DEPTHS": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")},
+        "settings_start": "FULL_RUN = False  # True: every depth",
+        "sanity_lines": ["Bottleneck(64, 64, stride=1): -> (2, 256, 16, 16), 75,008 parameters (projection 16,896)  ok",
+                         "resnet18(in_channels=1) on 28x28: layer1 (64, 7, 7), layer2 (128, 4, 4)",
+                         "resnet50: 23,528,522 parameters (23,522,250 with in_channels=1)  ok",
+                         "resnet152: 58,164,298 parameters (58,158,026 with in_channels=1)  ok"],
+        "probe": PROBE_FAMILY,
+        "network": {"parameters": 11_175_370, "output": [3, 10], "shapes": {  # facts.md; a digit through the stem
+            "stem": [2, 64, 7, 7], "layer1": [2, 64, 7, 7], "layer2": [2, 128, 4, 4], "layer3": [2, 256, 2, 2],
+            "layer4": [2, 512, 1, 1]}},
+        "trained": {f"{depth} on {data}" for depth in ("resnet18", "resnet50") for data in ("cifar10", "mnist")},
+        "history_data": "a synthetic CIFAR-10-format set; an MNIST-format set of scikit-learn's handwritten digits",
+        "stubs": [lambda m: m.BasicBlock(64, 64), lambda m: m.Bottleneck(64, 64), lambda m: m.resnet18(),
+                  lambda m: m.ResNet(m.BasicBlock, [1, 1, 1, 1])],
     },
 }

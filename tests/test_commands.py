@@ -46,6 +46,7 @@ def test_make_data_writes_the_synthetic_set(tmp_path):
     result = make("data", 120, DATA_DIR=tmp_path / "synthetic")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "synthetic" / "cifar-10-batches-py" / "synthetic.json").is_file()
+    assert (tmp_path / "synthetic" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()  # the digits beside it
 
 
 def test_make_demo_grades_the_samples():
@@ -57,13 +58,15 @@ def test_make_demo_grades_the_samples():
     assert re.search(r"^reference\s+100/100\s+0\s+graded$", result.stdout, re.M)
     assert re.search(r"^release\s+0/120", result.stdout, re.M) and re.search(r"^release\s+0/100", result.stdout, re.M)
     assert re.search(r"^lr_fixed\s+95/100\s+1\s+graded$", result.stdout, re.M)  # the third assignment's table
+    assert re.search(r"^resnet101_layers_of_50\s+85/100\s+2\s+graded$", result.stdout, re.M)  # and the fourth's
 
 
 def test_make_reference_run_trains_every_model_of_every_assignment(tmp_path):
     result = make("reference-run", 1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "falling" in result.stdout and "NOT falling" not in result.stdout
-    for name in ("VGG-16", "ResNet-50 (layer4)", "plain-20", "ResNet-56", "adam lr 0.001 seed 1", "sgd lr 0.003 seed 0"):
+    for name in ("VGG-16", "ResNet-50 (layer4)", "plain-20", "ResNet-56", "adam lr 0.001 seed 1", "sgd lr 0.003 seed 0",
+                 "resnet50 on cifar10", "resnet18 on mnist"):
         assert re.search(rf"^ +{re.escape(name)}: train loss .* \(falling\)", result.stdout, re.M), name
 
 
@@ -113,6 +116,8 @@ def test_autograde_list_names_every_assignment_with_its_points():
     assert re.search(r"^resnet34_optimizers: .*\(100 points\)$", result.stdout, re.M)
     assert re.search(r"^    5  make_optimizer\(\"sgd_m095\"\): torch.optim.SGD with momentum 0.95", result.stdout, re.M)
     assert re.search(r"^    5  Option A: no parameters", result.stdout, re.M)
+    assert re.search(r"^resnet_family: .*\(100 points\)$", result.stdout, re.M)
+    assert re.search(r"^   10  FLOPs at 224 x 224, counted by the grader", result.stdout, re.M)
 
 
 def test_make_clean_removes_what_the_kit_wrote():
