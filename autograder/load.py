@@ -157,10 +157,15 @@ def definitions_only(code: str, label: str, allowed=frozenset()) -> str:
         body = ast.parse(code, filename=label).body
     except (MemoryError, RecursionError):
         raise SyntaxError("too deeply nested to parse") from None
-    for stmt in body:
-        if is_definition(stmt, allowed):
-            first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
-            for i in range(first - 1, stmt.end_lineno):
+    spans = [(is_definition(stmt, allowed),
+              range(min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])]) - 1,
+                    stmt.end_lineno)) for stmt in body]
+    # Lines are kept whole, so a definition sharing a line with a call (`EPOCHS = 10; train(model, EPOCHS)`) would
+    # run the call: such a definition is blanked with it.
+    blanked = {i for definition, span in spans if not definition for i in span}
+    for definition, span in spans:
+        if definition and blanked.isdisjoint(span):
+            for i in span:
                 keep[i] = True
     return "\n".join(line if k else "" for line, k in zip(lines, keep)) + "\n"
 

@@ -460,3 +460,21 @@ def test_an_imported_partial_or_namedtuple_whose_arguments_call_nothing_is_kept(
 def test_calls_that_could_run_the_students_code_or_allocate_stay_blanked(source):
     kept = _kept(source).splitlines()
     assert len(kept) == len(source.splitlines()) and kept[-1] == ""
+
+
+@pytest.mark.parametrize("code", [
+    "EPOCHS = 10; history = train(model, EPOCHS)",
+    "train(); X = 1",
+    "import torch; model = torch.nn.Linear(3, 4)",
+    "history = train(model,\n                epochs=10); EPOCHS = 10",
+    "X = [1,\n     2]; train()",
+])
+def test_a_definition_sharing_a_line_with_a_call_is_blanked_with_it(code):
+    """Lines are kept whole: a definition on a line with a call would run the call, or keep half a statement."""
+    kept = definitions_only(code, "x.py")
+    assert kept.strip() == "" and kept.count("\n") == code.count("\n") + 1
+
+
+def test_definitions_on_lines_of_their_own_beside_such_a_line_are_kept():
+    code = "import torch\nEPOCHS = 10; train()\nCLASSES = 10\n"
+    assert definitions_only(code, "x.py").splitlines() == ["import torch", "", "CLASSES = 10"]
