@@ -55,8 +55,8 @@ class TaskData:
 
 
 def resolve_data(data_dir, cache_dir, dataset="cifar10"):
-    """(root, md5 table or None): the data set at `data_dir` (torchvision checks the real set's md5 sums), or, with
-    no `data_dir`, the kit's stand-in written afresh under `cache_dir` with the checksums computed while writing it
+    """(root, md5 table or None): the data set at `data_dir` (torchvision checks real CIFAR-10's md5 sums; it checks
+    none for real MNIST, which is the instructor's own folder), or, with no `data_dir`, the kit's stand-in written afresh under `cache_dir` with the checksums computed while writing it
     (synthetic CIFAR-10; MNIST-format digits from scikit-learn's)."""
     if dataset == "mnist":
         return _resolve_mnist(data_dir, cache_dir)
