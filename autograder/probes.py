@@ -15,8 +15,9 @@ from .check import CheckFailed, expect
 from .rebuild import bind
 
 __all__ = ["CheckFailed", "expect", "count", "shapes_of", "parameters", "listed_parameters", "listed_shapes",
-           "part_model", "part_shapes", "convolutions", "input_convolutions", "flops", "weighted_layers", "activation_adds", "silenced", "shortcut_only",
-           "projection", "main_path_parameters", "optimizer_steps", "option_differences", "training_checks"]
+           "part_model", "part_shapes", "convolutions", "input_convolutions", "flops", "weighted_layers",
+           "activation_adds", "silenced", "shortcut_only", "projection", "main_path_parameters", "optimizer_steps",
+           "option_differences", "training_checks"]
 
 
 def count(n) -> str:

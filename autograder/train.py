@@ -1,4 +1,6 @@
 """The short training run: one fixed task, seeds and budget per device, the same for the reference and students.
+An assignment may change the budget and train on MNIST-format digits instead (its checks file's TRAINING_BUDGET
+and TRAINING_DATA); what follows is the default.
 
 On CPU the budget must fit in seconds, so the task is two classes (0 and 4: horizontal stripes vs disks on the
 synthetic set, airplane vs deer on CIFAR-10) for 60 Adam steps; there the reference goes from loss 1.31 to 0.16 and
@@ -56,8 +58,9 @@ class TaskData:
 
 def resolve_data(data_dir, cache_dir, dataset="cifar10"):
     """(root, md5 table or None): the data set at `data_dir` (torchvision checks real CIFAR-10's md5 sums; it checks
-    none for real MNIST, which is the instructor's own folder), or, with no `data_dir`, the kit's stand-in written afresh under `cache_dir` with the checksums computed while writing it
-    (synthetic CIFAR-10; MNIST-format digits from scikit-learn's)."""
+    none for real MNIST, which is the instructor's own folder), or, with no `data_dir`, the kit's stand-in written
+    afresh under `cache_dir` with the checksums computed while writing it (synthetic CIFAR-10; MNIST-format digits
+    from scikit-learn's)."""
     if dataset == "mnist":
         return _resolve_mnist(data_dir, cache_dir)
     if data_dir:
