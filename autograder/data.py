@@ -11,6 +11,7 @@ is, and augmented (rotation, scale, shift, stroke width, contrast) up to the req
 `describe_mnist` says so.
 """
 import argparse
+import functools
 import hashlib
 import json
 import pickle
@@ -176,12 +177,16 @@ def is_digits_mnist(root) -> bool:
     return (_mnist_folder(root) / MNIST_MANIFEST).exists()
 
 
+@functools.lru_cache(maxsize=1)
 def _uci_digits():
-    """(images (1797, 8, 8) float32 in [0, 1], labels (1797,) int64): the digits bundled in scikit-learn's wheel."""
+    """(images (1797, 8, 8) float32 in [0, 1], labels (1797,) int64): the digits bundled in scikit-learn's wheel.
+    Read once (one write asks for them from several places), and read-only, since every caller shares them."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    images, labels = (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 def digits_source_split(seed=0):
