@@ -115,11 +115,9 @@ def task_tensors(root, budget: Budget, train: bool, checksums=None, dataset="cif
 def task_data(root, budget: Budget, checksums=None, dataset="cifar10") -> TaskData:
     x, y = task_tensors(root, budget, True, checksums, dataset)
     xt, yt = task_tensors(root, budget, False, checksums, dataset)
-    if dataset == "mnist":
-        return TaskData(x, y, xt[:budget.held_out], yt[:budget.held_out], describe_mnist(root, where=False),
-                        checksums is not None or is_digits_mnist(root))
-    return TaskData(x, y, xt[:budget.held_out], yt[:budget.held_out], describe(root, where=False),
-                    checksums is not None or is_synthetic(root))
+    said, stand_in = (describe_mnist, is_digits_mnist) if dataset == "mnist" else (describe, is_synthetic)
+    return TaskData(x, y, xt[:budget.held_out], yt[:budget.held_out], said(root, where=False),
+                    checksums is not None or stand_in(root))
 
 
 def gradient_gaps(model, x, y) -> list:
