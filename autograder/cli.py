@@ -2,6 +2,8 @@
 
 autograde --assignment NAME --out OUT [--jobs N] [--device auto|cpu|cuda] [--data-dir D] [--force]
           [--timeout S] [--grading-timeout S] SUBMISSION...
+autograde --nbgrader COURSE_DIR --assignment NAME [--out OUT] [...]    (an nbgrader course's collected
+          submissions; the scores go into its gradebook, the feedback where nbgrader's goes)
 autograde --list    (every assignment, with its checks and their points)
 """
 import argparse
@@ -19,6 +21,7 @@ from . import report, sandbox
 from .assignments import ASSIGNMENTS, ROOT, SOLUTIONS
 from .grade import Checklist, prepare, submission_hash
 from .load import find_submissions
+from .nbgrader_course import Course, CourseError
 from .train import DataError
 from .workers import START_METHOD, grade_all
 
@@ -59,6 +62,18 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def record(course, results, name):
+    """The scores into the course's gradebook; a failure there is reported, and the results stay in OUT."""
+    try:
+        recorded = course.record(results, lambda r: report.feedback(r, name))
+    except Exception as exc:  # a locked or broken database: say so; grades.csv and the feedback files stand
+        print(f"nbgrader: could not write the gradebook ({type(exc).__name__}: {exc}); every result is in OUT, "
+              "run the same command again to record them", file=sys.stderr)
+        return
+    print(f"nbgrader: {recorded} student(s) scored in {course.coursedir.db_url}, feedback in "
+          f"{course.root / 'feedback'}/ (`nbgrader release_feedback {name}` sends it)", file=sys.stderr)
+
+
 def listing() -> str:
     """Every assignment: its name, title and total, then each check's points and title."""
     lines = []
@@ -73,7 +88,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="autograde", description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="print every assignment with its checks and points")
     parser.add_argument("--assignment", choices=sorted(ASSIGNMENTS))
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="where results go (with --nbgrader, default "
+                                                 "COURSE_DIR/autograde/NAME)")
+    parser.add_argument("--nbgrader", type=Path, metavar="COURSE_DIR",
+                        help="grade COURSE_DIR/submitted/<student>/NAME/ and write the scores into the course's "
+                             "gradebook, the feedback into COURSE_DIR/feedback/")
     parser.add_argument("--jobs", type=int, default=1, help="students graded at once (default 1)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the training run happens (auto: cuda when available)")
@@ -92,8 +111,12 @@ def main(argv=None):
     if args.list:
         print(listing())
         return 0
-    if not (args.assignment and args.out and args.submissions):
-        parser.error("--assignment, --out and at least one SUBMISSION are required (or --list)")
+    if args.nbgrader and args.assignment and not args.submissions:
+        args.out = args.out or args.nbgrader / "autograde" / args.assignment
+    elif args.nbgrader:
+        parser.error("--nbgrader takes --assignment and no SUBMISSION: it grades the course's submitted/ folder")
+    elif not (args.assignment and args.out and args.submissions):
+        parser.error("--assignment, --out and at least one SUBMISSION are required (or --nbgrader, or --list)")
 
     try:
         device = pick_device(args.device)
@@ -104,13 +127,25 @@ def main(argv=None):
         parser.error(f"no such file or folder: {', '.join(missing)}")
 
     assignment = ASSIGNMENTS[args.assignment]
+    course = None
+    if args.nbgrader:
+        try:
+            checklist = Checklist.of(assignment)
+            course = Course(args.nbgrader, assignment, checklist, checklist.columns())
+            course.verify()
+        except (CourseError, OSError) as exc:
+            parser.error(f"--nbgrader {args.nbgrader}: {exc}")
+        if not course.submissions():
+            parser.error(f"--nbgrader {args.nbgrader}: no submissions of {assignment.name} in "
+                         f"{course.folder}/<student>/{assignment.name}/")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     try:
         report.claim(out, assignment.name)
     except ValueError as exc:
         parser.error(str(exc))
-    sandbox.protect([out, SOLUTIONS, ROOT / "tests"])  # every assignment's checks and solutions, not only this one's
+    course_root = [course.root] if course else []  # every student's submission, and the gradebook
+    sandbox.protect([out, SOLUTIONS, ROOT / "tests", *course_root])  # every assignment's checks and solutions
     isolation = sandbox.isolation()
     for line in isolation:
         if "WARNING" in line:
@@ -119,7 +154,7 @@ def main(argv=None):
     started = time.monotonic()
     jobs = max(1, args.jobs)
     limits = sandbox.Limits(timeout_s=args.timeout, threads=max(1, (os.cpu_count() or 2) // jobs))
-    hide = (ROOT, out.resolve(), scratch, Path(sys.prefix), Path.home())
+    hide = (ROOT, out.resolve(), scratch, Path(sys.prefix), Path.home(), *course_root)
 
     signal.signal(signal.SIGINT, _on_ctrl_c)
     print(f"autograde {assignment.name}: preparing the reference (export, rebuild, training run on {device})",
@@ -134,7 +169,7 @@ def main(argv=None):
     print(f"data for the training run: {context.data}; the reference reaches "
           f"{context.reference.reference_training['accuracy']:.0%} held-out accuracy", file=sys.stderr)
 
-    submissions = unique(find_submissions(args.submissions, scratch))
+    submissions = course.submissions() if course else unique(find_submissions(args.submissions, scratch))
     todo = [s for s in submissions if args.force or not report.done(
         out, s.student, {**context.key, "submission": submission_hash(s.path) if s.path.exists() else ""})]
     if len(todo) < len(submissions):
@@ -161,6 +196,8 @@ def main(argv=None):
         extra["start_method"] = START_METHOD
         results = report.write_class(out, assignment.name, columns, extra)
         shutil.rmtree(scratch, ignore_errors=True)
+        if course:
+            record(course, results, assignment.name)
     print(report.table(results, sum(c[2] for c in columns)))
     print(f"\n{len(results)} student(s) in {out}/grades.csv; feedback in {out}/feedback/, Gradescope results in "
           f"{out}/results/")

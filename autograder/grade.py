@@ -45,6 +45,7 @@ class Checklist:
     preferred_files: list
     training_budget: dict = field(default_factory=dict)  # device -> changes to train.BUDGETS[device]
     training_data: str = "cifar10"  # the training run's data set: one of train.DATASETS
+    parts: dict = field(default_factory=dict)  # nbgrader grade cell id -> the checks it scores (PARTS)
 
     @classmethod
     def of(cls, assignment):
@@ -56,7 +57,8 @@ class Checklist:
         if data not in DATASETS:
             raise ValueError(f"{file}: TRAINING_DATA = {data!r}; the kit trains on {', '.join(DATASETS)}")
         return cls(assignment.name, file, module.EXPORTS, module.TRAINING_MODEL,
-                   [assignment.module, assignment.notebook], getattr(module, "TRAINING_BUDGET", {}), data)
+                   [assignment.module, assignment.notebook], getattr(module, "TRAINING_BUDGET", {}), data,
+                   dict(getattr(module, "PARTS", {})))
 
     def columns(self):
         return collect_checks(self.file)

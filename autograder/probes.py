@@ -227,6 +227,10 @@ def option_differences(got, want) -> str:
 
 # ---- the short training run: the same three checks in every assignment ----
 
+TRAINING_PART = ["training_gradient_reaches_every_layer", "training_loss_falls", "training_accuracy"]  # the
+# names a checks file gives training_checks' three checks, as its PARTS table lists them
+
+
 def training_checks(label, input_side, accuracy_fraction=0.8, points=(5, 5, 5)):
     """The training run's checks for the network `label`, as three pytest checks to name in a checks file:
     every parameter gets a gradient; the loss falls; held-out accuracy reaches `accuracy_fraction` of the

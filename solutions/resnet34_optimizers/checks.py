@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder.grade import call_of
-from autograder.probes import (convolutions, count, expect, listed_parameters, listed_shapes, main_path_parameters, optimizer_steps,
-                               option_differences, parameters, part_shapes, projection, shapes_of, shortcut_only,
-                               training_checks, weighted_layers)
+from autograder.probes import (TRAINING_PART, convolutions, count, expect, listed_parameters, listed_shapes,
+                               main_path_parameters, optimizer_steps, option_differences, parameters, part_shapes,
+                               projection, shapes_of, shortcut_only, training_checks, weighted_layers)
 
 
 def block(name, args, shape=(4, 64, 8, 8)):
@@ -41,6 +41,14 @@ EXPORTS = [  # the cheap ones first: what a slow or killed child still reaches
 ]
 SPEC = {e["name"]: e for e in EXPORTS}
 TRAINING_MODEL = "net"
+# nbgrader's view (autograde --nbgrader): one autograded cell of the instructor notebook per part, scored with the
+# points of its checks
+PARTS = {
+    "basic_block": ["block_output_shapes", "block_layers", "identity_shortcut", "projection", "block_residual"],
+    "resnet34": ["stem", "stages", "stages_128", "parameters", "output", "num_classes", "depth"],
+    "make_optimizer": ["sgd", "adam", "sgd_m095", "lr_and_parameters"],
+    "training": TRAINING_PART,
+}
 # A ResNet-34 step costs about one yardstick step (bench/), so the run is short: 40 Adam steps of batch 16 at lr 5e-4,
 # and held-out accuracy must reach 70 % of the reference's. On the synthetic set the reference then reaches 92 %,
 # every sample bug that still learns 73 % or more (projections everywhere the least; 83 % for [3, 6, 4, 3]), and a

@@ -6,8 +6,8 @@ pass (the stride of a downsampling block on the first 1x1, as in the paper, or o
 import pytest
 import torch
 
-from autograder.probes import (expect, listed_parameters, parameters, part_model, part_shapes, shapes_of,
-                               training_checks)
+from autograder.probes import (TRAINING_PART, expect, listed_parameters, parameters, part_model, part_shapes,
+                               shapes_of, training_checks)
 
 # What the sandbox builds and exports, as plain data: constructor, arguments, example input shapes.
 EXPORTS = [
@@ -26,6 +26,15 @@ EXPORTS = [
 ]
 SPEC = {e["name"]: e for e in EXPORTS}
 TRAINING_MODEL = "net"
+# nbgrader's view (autograde --nbgrader): one autograded cell of the instructor notebook per part, scored with the
+# points of its checks
+PARTS = {
+    "residual_block": ["block_down_output_shape", "block_down_layers", "block_down_stride", "block_down_residual",
+                       "block_plain_output_shape", "block_plain_layers", "block_plain_strides", "block_plain_residual"],
+    "resnet50_layer4": ["stem", "layer2", "avgpool", "fc_output", "total_parameters", "layer3", "layer3_parameters",
+                        "layer3_block_shapes", "layer4", "layer4_parameters", "layer4_block_shapes"],
+    "training": TRAINING_PART,
+}
 STAGES = {  # stage: (blocks as (in, middle, out, downsample), output shape for one image)
     "layer2": ([(64, 64, 256, False), (256, 64, 256, False), (256, 64, 256, True)], (256, 4, 4)),
     "layer3": ([(256, 128, 512, False)] + [(512, 128, 512, False)] * 2 + [(512, 128, 512, True)], (512, 2, 2)),

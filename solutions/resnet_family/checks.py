@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder.grade import call_of
-from autograder.probes import (count, expect, flops, input_convolutions, listed_parameters, listed_shapes,
-                               main_path_parameters, parameters, part_shapes, projection, shapes_of, shortcut_only,
-                               training_checks)
+from autograder.probes import (TRAINING_PART, count, expect, flops, input_convolutions, listed_parameters,
+                               listed_shapes, main_path_parameters, parameters, part_shapes, projection, shapes_of,
+                               shortcut_only, training_checks)
 
 
 def block(name, kind, args, channels=64):
@@ -53,6 +53,15 @@ EXPORTS = [  # the cheap ones first: what a slow or killed child still reaches
 ]
 SPEC = {e["name"]: e for e in EXPORTS}
 TRAINING_MODEL = "digits"
+# nbgrader's view (autograde --nbgrader): one autograded cell of the instructor notebook per part, scored with the
+# points of its checks
+PARTS = {
+    "blocks": ["block_output_shapes", "basic_block_layers", "bottleneck_layers", "identity_shortcut", "projection",
+               "block_residual"],
+    "resnet": ["stem", "stages", "flops", "num_classes"],
+    "builders": ["parameters", "in_channels", "structure_basic", "structure_bottleneck"],
+    "training": TRAINING_PART,
+}
 TRAINING_DATA = "mnist"
 # ResNet-18 on 28 x 28 digits: after the ImageNet stem a 7 x 7 map, 1 x 1 after layer4, so a step is cheap.
 TRAINING_BUDGET = {"cpu": {"classes": (3, 5, 8), "steps": 40, "batch": 16, "lr": 1e-3, "held_out": 300}}

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from autograder.grade import call_of
-from autograder.probes import (activation_adds, convolutions, count, expect, listed_parameters, listed_shapes,
-                               main_path_parameters, parameters, part_shapes, projection, shapes_of,
+from autograder.probes import (TRAINING_PART, activation_adds, convolutions, count, expect, listed_parameters,
+                               listed_shapes, main_path_parameters, parameters, part_shapes, projection, shapes_of,
                                shortcut_only, training_checks, weighted_layers)
 
 
@@ -43,6 +43,16 @@ EXPORTS = [  # the build-only ones first: cheap, and what a slow or killed child
 ]
 SPEC = {e["name"]: e for e in EXPORTS}
 TRAINING_MODEL = "net"
+# nbgrader's view (autograde --nbgrader): one autograded cell of the instructor notebook per part, scored with the
+# points of its checks
+PARTS = {
+    "basic_block": ["block_output_shapes", "block_layers", "block_stride", "block_residual", "option_a_shortcut",
+                    "option_b_projection"],
+    "plain_block": ["plain_block", "plain_net"],
+    "resnet": ["stem", "stages", "output", "num_classes", "default_builder", "parameters_option_a",
+               "parameters_option_b", "depth"],
+    "training": TRAINING_PART,
+}
 BUILT_AS = {(20, "A"): "net_a", (20, "B"): "net_b", **{(d, o): f"resnet{d}{'' if o == 'A' else '_b'}"
                                                      for d in (32, 44, 56, 110) for o in "AB"}}
 STAGES = {"layer1": (16, 32), "layer2": (32, 16), "layer3": (64, 8)}  # stage: (filters, map size)
