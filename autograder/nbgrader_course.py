@@ -10,18 +10,19 @@ feedback/<student>/<assignment>/<notebook>.html with the submission's timestamp 
 """
 import html
 import os
-import shutil
 import warnings
 from pathlib import Path
 
 import nbformat
 
 from .load import Submission
+from .sandbox import read_plain_file
 
 GRADE_ID = "graded_{}"
 CELL_SOURCE = ("# Graded when you submit: {points} points for this part, from the grader's checks of your code.\n"
                "# Nothing to write or run here.")
 COPIED = ("timestamp.txt", "submission_secret.txt")  # what release_feedback reads beside the feedback file
+MAX_SMALL_FILE = 4096  # bytes of either (nbgrader writes a timestamp and a 128-character secret)
 
 
 class CourseError(ValueError):
@@ -64,6 +65,26 @@ def _config(root: Path):
         config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
     return config
+
+
+def _small_file(path: Path):
+    """The text of a small regular file the submission holds (never through a link, never blocking), or None."""
+    try:
+        return read_plain_file(path, MAX_SMALL_FILE).decode()
+    except (OSError, ValueError):
+        return None
+
+
+def _timestamp(folder: Path) -> dict:
+    """The submission's time as collect recorded it, when it reads as one (it came through the students' side)."""
+    from nbgrader.utils import parse_utc
+
+    text = (_small_file(folder / "timestamp.txt") or "").strip()
+    try:
+        parse_utc(text)
+    except (ValueError, TypeError, OverflowError):
+        return {}
+    return {"timestamp": text}
 
 
 class Course:
@@ -109,7 +130,7 @@ class Course:
         found = []
         for student in sorted((self.root / self.folder).iterdir()):
             folder = student / self.assignment.name
-            if folder.is_dir() and not student.is_symlink():
+            if folder.is_dir() and not student.is_symlink() and not folder.is_symlink():
                 found.append(Submission(student.name, folder.resolve()))
         return found
 
@@ -125,9 +146,7 @@ class Course:
                     continue  # graded from somewhere else: not this course's submission
                 scores = {r.name: r.score for r in result.results}
                 gb.update_or_create_student(result.student)
-                stamp = folder / "timestamp.txt"
-                extra = {"timestamp": stamp.read_text().strip()} if stamp.is_file() else {}
-                gb.update_or_create_submission(name, result.student, **extra)
+                gb.update_or_create_submission(name, result.student, **_timestamp(folder))
                 for part, checks in self.parts.items():
                     grade = gb.find_grade(GRADE_ID.format(part), self.notebook, name, result.student)
                     grade.auto_score = float(sum(scores.get(c, 0) for c in checks))
@@ -149,5 +168,7 @@ class Course:
         write_atomically(target / f"{self.notebook}.html", page)
         os.chmod(target / f"{self.notebook}.html", 0o644)  # as generate_feedback leaves it: students read the copy
         for name in COPIED:
-            if (submitted / name).is_file():
-                shutil.copyfile(submitted / name, target / name)
+            text = _small_file(submitted / name)
+            if text is not None:
+                write_atomically(target / name, text)
+                os.chmod(target / name, 0o644)

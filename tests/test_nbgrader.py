@@ -146,3 +146,19 @@ def test_a_parts_table_that_misses_or_repeats_a_check_is_refused(parts, words):
     with pytest.raises(CourseError, match=r"PARTS must list every check once") as caught:
         part_points(parts, columns)
     assert words in str(caught.value)
+
+
+def test_what_came_through_the_students_side_is_read_with_care(tmp_path):
+    """timestamp.txt and submission_secret.txt pass through the exchange, where students write: a time that is no
+    time is left out, and a link or a FIFO is never followed nor waited on."""
+    from autograder.nbgrader_course import _small_file, _timestamp
+
+    (tmp_path / "timestamp.txt").write_text("2026-12-01 10:00:00.000000 UTC")
+    assert _timestamp(tmp_path) == {"timestamp": "2026-12-01 10:00:00.000000 UTC"}
+    for text in ("not a time", "9" * 50, ""):
+        (tmp_path / "timestamp.txt").write_text(text)
+        assert _timestamp(tmp_path) == {}
+    (tmp_path / "secret").write_text("x" * 10_000)
+    (tmp_path / "link").symlink_to(tmp_path / "timestamp.txt")
+    os.mkfifo(tmp_path / "fifo")
+    assert [_small_file(tmp_path / n) for n in ("secret", "link", "fifo", "absent")] == [None] * 4
