@@ -1,7 +1,7 @@
 """autograde: grade every submission of an assignment; results are written as each student finishes.
 
 autograde --assignment NAME --out OUT [--jobs N] [--device auto|cpu|cuda] [--data-dir D] [--force]
-          [--timeout S] [--grading-timeout S] SUBMISSION...
+          [--timeout S] [--grading-timeout S] [--ray ADDRESS] SUBMISSION...
 autograde --nbgrader COURSE_DIR --assignment NAME [--out OUT] [...]    (an nbgrader course's collected
           submissions; the scores go into its gradebook, the feedback where nbgrader's goes)
 autograde --list    (every assignment, with its checks and their points)
@@ -42,6 +42,8 @@ def unique(submissions):
     holds a folder named after a classmate cannot take the name of the classmate's own file."""
     seen = {}
     for s in sorted(submissions, key=lambda s: s.from_class_zip):  # stable: otherwise in the order given
+        # a file name's bytes that are not UTF-8 (bad\xff.py from a shell glob) would stop grades.csv: replaced
+        s.student = s.student.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         base, n = s.student, 1
         while report.safe_name(s.student) in seen:
             n += 1
@@ -105,6 +107,9 @@ def main(argv=None):
                         help="seconds for one submission's sandbox (default %(default)s)")
     parser.add_argument("--grading-timeout", type=float, default=600.0,
                         help="seconds for one submission's whole grading, training included (default %(default)s)")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="grade on a Ray cluster: one task per student (\"auto\": the cluster this machine "
+                             "belongs to; or host:port, ray://host:10001); see autograder/cluster.py")
     parser.add_argument("submissions", nargs="*", metavar="SUBMISSION",
                         help=".ipynb or .py files, folders (one per student), or zips of such")
     args = parser.parse_args(argv)
@@ -155,6 +160,14 @@ def main(argv=None):
     jobs = max(1, args.jobs)
     limits = sandbox.Limits(timeout_s=args.timeout, threads=max(1, (os.cpu_count() or 2) // jobs))
     hide = (ROOT, out.resolve(), scratch, Path(sys.prefix), Path.home(), *course_root)
+    ray_info = None
+    if args.ray:  # joined before the reference's preparation, so a wrong address or shape fails at once
+        from . import cluster
+        try:
+            ray_info = cluster.connect(args.ray, device, jobs, limits.threads)
+        except cluster.ClusterError as exc:
+            shutil.rmtree(scratch, ignore_errors=True)
+            parser.error(str(exc))
 
     signal.signal(signal.SIGINT, _on_ctrl_c)
     print(f"autograde {assignment.name}: preparing the reference (export, rebuild, training run on {device})",
@@ -180,9 +193,12 @@ def main(argv=None):
              "reference_training": context.reference.reference_training, "workers": hellos}
     tasks = [(s.student, str(s.path), str(scratch), getattr(s, "error", None)) for s in todo]
     memory = GRADING_MEMORY if device == "cpu" else 0
+    if ray_info:
+        extra["ray"] = ray_info  # the address, the nodes, CPUs and GPUs it reported, and each task's resources
+    grading = cluster.grade_on_ray(tasks, context, args.ray, jobs, args.grading_timeout, hellos, ray_info) \
+        if ray_info else grade_all(tasks, context, jobs, args.grading_timeout, memory, hellos)
     try:
-        with tqdm(total=len(todo), desc="grading", unit="student") as bar, \
-                contextlib.closing(grade_all(tasks, context, jobs, args.grading_timeout, memory, hellos)) as done:
+        with tqdm(total=len(todo), desc="grading", unit="student") as bar, contextlib.closing(grading) as done:
             for result in done:
                 report.write_student(out, result, assignment.name)
                 bar.update()
@@ -193,7 +209,7 @@ def main(argv=None):
         return 130
     finally:
         extra["seconds"] = round(time.monotonic() - started, 1)
-        extra["start_method"] = START_METHOD
+        extra["start_method"] = "ray" if ray_info else START_METHOD
         results = report.write_class(out, assignment.name, columns, extra)
         shutil.rmtree(scratch, ignore_errors=True)
         if course:

@@ -2,7 +2,8 @@
 
 Per student: results/<student>.json (Gradescope's results.json), feedback/<student>.md (every check with its
 points and message), state/<student>.json (everything, written last: its presence means "done"). For the class:
-grades.csv and summary.json, rebuilt from the state files, so an interrupted run still reports what finished.
+grades.csv, summary.json and report.html (classreport), rebuilt from the state files, so an interrupted run still
+reports what finished.
 """
 import csv
 import hashlib
@@ -11,6 +12,7 @@ import json
 import os
 import re
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -151,6 +153,11 @@ def write_class(out: Path, assignment: str, columns: list, extra: dict) -> list:
         **extra,
     }
     write_atomically(out / "summary.json", json.dumps(summary, indent=1))
+    try:  # report.html beside them; it must never break grading
+        from . import classreport
+        classreport.write_html(out, summary, results)
+    except Exception as exc:
+        print(f"autograde: could not write {out / 'report.html'}: {type(exc).__name__}: {exc}", file=sys.stderr)
     return results
 
 

@@ -16,7 +16,7 @@ from nbformat.v4 import new_code_cell
 
 from autograder import cli, report, sandbox
 from autograder.assignments import ASSIGNMENTS, ROOT
-from autograder.load import LoadError, definitions
+from autograder.load import LoadError, Submission, definitions
 from autograder.grade import Checklist, StudentResult, _reason
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
@@ -326,6 +326,16 @@ def test_the_batch_finished_with_every_student(batch):
         assert len(f.read().splitlines()) == len(EXPECTED) + 1
 
 
+def test_a_file_name_that_is_not_utf8_cannot_stop_the_class_files(tmp_path):
+    """bad\\xff.py from a shell glob arrives as a surrogate escape: the name is made printable before any file is
+    written, so write_student and grades.csv (and the report) go through."""
+    [sub] = cli.unique([Submission(os.fsdecode(b"bad\xff"), tmp_path / "x.py")])
+    assert sub.student == "bad\ufffd"
+    report.write_student(tmp_path, StudentResult(sub.student, "x.py", []), "resnet50_cifar10")
+    report.write_class(tmp_path, "resnet50_cifar10", [], {})
+    assert "bad\ufffd" in (tmp_path / "grades.csv").read_text(encoding="utf-8")
+
+
 def test_an_interrupted_run_keeps_finished_results_and_resumes(tmp_path):
     out = tmp_path / "out"
     subs = [str(SAMPLES / f) for f in ("reference.py", "release.py", "wrong_num_classes.py", "missing_block.py")]
@@ -343,6 +353,7 @@ def test_an_interrupted_run_keeps_finished_results_and_resumes(tmp_path):
     assert not [p for p in (out / "state").iterdir() if p.name.startswith(".")]  # no half-written files
     with open(out / "grades.csv") as f:
         assert len(f.read().splitlines()) == len(finished) + 1
+    assert (out / "report.html").read_text().count('<tr class="student') == len(finished)  # the report, too
     assert cli.main(["--assignment", "resnet50_cifar10", "--out", str(out), *subs]) == 0
     assert {p.stem for p in (out / "state").iterdir()} == {"reference", "release", "wrong_num_classes",
                                                            "missing_block"}
