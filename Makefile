@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # nbgrader shells out to alembic, which lives in the venv's bin.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo reference-run test bench release check-release data clean
+.PHONY: demo reference-run test bench release check-release gradescope data clean
 
 demo: $(VENV)/.ready
 	$(PY) -m autograder.demo
@@ -22,6 +22,11 @@ BENCH_COPIES ?= 4
 BENCH_JOBS ?= 1
 bench: $(VENV)/.ready
 	$(PY) bench/grade_copies.py --copies $(BENCH_COPIES) --jobs $(BENCH_JOBS)
+
+# One Gradescope autograder.zip per assignment, under out/gradescope/<assignment>/ (GRADESCOPE_ARGS: e.g.
+# --visibility training_accuracy=after_published resnet_paper_cifar10).
+gradescope: $(VENV)/.ready
+	$(PY) -m autograder.gradescope $(GRADESCOPE_ARGS)
 
 release: $(VENV)/.ready
 	$(PY) -m autograder.release

@@ -1,4 +1,5 @@
-"""`make demo`: release every assignment, then grade the shipped sample submissions and print the table.
+"""`make demo`: release every assignment, grade the shipped sample submissions and print the tables, then say where
+each class report is and write each assignment's Gradescope autograder.zip.
 
 `make reference-run` (`--notebook`) instead executes the instructor notebook top to bottom in a Jupyter kernel
 with a small budget on the synthetic set: what a student's training run looks like, curves included. It leaves the
@@ -97,6 +98,15 @@ def main(argv=None):
             print(f"\n== autograde {assignment.name}: {len(samples)} sample submissions", flush=True)
             ok &= cli.main(["--assignment", assignment.name, "--out", str(ROOT / "out" / "demo" / assignment.name),
                             "--force", "--jobs", "2", *samples]) == 0
+    if not args.notebook:
+        from .gradescope import build_all
+
+        print("\n== class reports (open in a browser):")
+        for assignment in ASSIGNMENTS.values():
+            print(f"  {shown(ROOT / 'out' / 'demo' / assignment.name / 'report.html')}")
+        print("== Gradescope autograder zips (one per assignment: upload it as the assignment's autograder):")
+        for path in build_all(ROOT / "out" / "gradescope"):
+            print(f"  {shown(path)}")
     return 0 if ok else 1
 
 

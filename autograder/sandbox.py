@@ -122,7 +122,9 @@ def child_interpreter():
         return None
     for candidate in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")):
         if candidate and _reachable_by_others(candidate):
-            return candidate, list(_site_dirs())
+            # the real file: a venv's bin/python is a link that bubblewrap's root would not hold (the site dirs
+            # are handed to the child apart)
+            return str(Path(candidate).resolve()), list(_site_dirs())
     return None
 
 

@@ -1,8 +1,10 @@
 """Every command the README names exists and runs: the Makefile targets and the console scripts."""
+import json
 import os
 import re
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import torch
@@ -42,6 +44,16 @@ def test_make_check_release_passes_on_a_clean_checkout():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_make_gradescope_writes_an_autograder_zip(tmp_path):
+    result = make("gradescope", 300, GRADESCOPE_ARGS=f"--out {tmp_path} --visibility *=after_published "
+                                                     "resnet_paper_cifar10")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with zipfile.ZipFile(tmp_path / "resnet_paper_cifar10" / "autograder.zip") as z:
+        names = z.namelist()
+        assert {"setup.sh", "run_autograder", "solutions/resnet_paper_cifar10/checks.py"} <= set(names)
+        assert set(json.loads(z.read("gradescope.json"))["visibility"].values()) == {"after_published"}
+
+
 def test_make_data_writes_the_synthetic_set(tmp_path):
     result = make("data", 120, DATA_DIR=tmp_path / "synthetic")
     assert result.returncode == 0, result.stderr
@@ -49,9 +61,8 @@ def test_make_data_writes_the_synthetic_set(tmp_path):
     assert (tmp_path / "synthetic" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()  # the digits beside it
 
 
-def test_make_demo_grades_the_samples():
-    result = make("demo", 1500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_make_demo_grades_the_samples(demo):
+    result = demo  # `make demo`, run once for the session (conftest.py)
     for name in ASSIGNMENTS:  # every assignment's samples, each in its own table
         assert f"== autograde {name}:" in result.stdout
     assert re.search(r"^reference\s+120/120\s+0\s+graded$", result.stdout, re.M)
@@ -59,6 +70,9 @@ def test_make_demo_grades_the_samples():
     assert re.search(r"^release\s+0/120", result.stdout, re.M) and re.search(r"^release\s+0/100", result.stdout, re.M)
     assert re.search(r"^lr_fixed\s+95/100\s+1\s+graded$", result.stdout, re.M)  # the third assignment's table
     assert re.search(r"^resnet101_layers_of_50\s+85/100\s+2\s+graded$", result.stdout, re.M)  # and the fourth's
+    for name in ASSIGNMENTS:  # the class report and the Gradescope zip of each, said where
+        assert f"  out/demo/{name}/report.html\n" in result.stdout and (demo.graded / name / "report.html").is_file()
+        assert f"  out/gradescope/{name}/autograder.zip\n" in result.stdout
 
 
 def test_make_reference_run_trains_every_model_of_every_assignment(tmp_path):

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -184,6 +185,15 @@ def test_isolation_says_what_this_machine_gives():
         assert "cgroup (" in said
     else:
         assert "no cgroup" in said
+
+
+def test_the_child_interpreter_is_a_real_file_not_a_venvs_link():
+    """A venv's bin/python links to the system's; bubblewrap's root holds /usr but not the venv's bin/, so a child
+    started by the link's path could never start there (Gradescope's venv is one)."""
+    found = sandbox.child_interpreter()
+    if found is None:
+        pytest.skip("no interpreter reachable by an unprivileged uid here")
+    assert not Path(found[0]).is_symlink() and Path(found[0]).resolve() == Path(found[0])
 
 
 def test_ci_confines_the_child():
