@@ -1,5 +1,6 @@
 import importlib.util
 import json
+import shutil
 
 import pytest
 import torch
@@ -7,6 +8,14 @@ import torch
 from autograder import export, rebuild
 from autograder.assignments import ASSIGNMENTS
 from tests.facts import FACTS
+
+
+def demo_results(demo, name, tmp_path_factory):
+    """A copy of what `make demo` (the session's `demo` fixture) wrote for assignment `name`: every sample graded
+    with --jobs 2. A copy, so tests that grade into it again leave the others' alone."""
+    out = tmp_path_factory.mktemp(f"demo-{name}") / "out"
+    shutil.copytree(demo.graded / name, out)
+    return out
 
 
 def import_file(path):

@@ -9,7 +9,7 @@ import torch
 from autograder import cli, report, sandbox
 from autograder.assignments import ROOT
 from autograder.grade import StudentResult
-from tests.helpers import assert_feedback_hides, assert_graded, long_lines, state
+from tests.helpers import assert_feedback_hides, assert_graded, demo_results, long_lines, state
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
 CHECKS = ROOT / "solutions" / "resnet50_cifar10" / "checks.py"
@@ -43,11 +43,8 @@ EXPECTED = {  # sample: (score out of 120, the checks it fails)
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    out = tmp_path_factory.mktemp("autograde")
-    assert cli.main(["--assignment", "resnet50_cifar10", "--out", str(out), "--jobs", "2",
-                     *sorted(str(p) for p in SAMPLES.iterdir())]) == 0
-    return out
+def graded(demo, tmp_path_factory):
+    return demo_results(demo, "resnet50_cifar10", tmp_path_factory)
 
 
 def test_every_sample_is_shipped_and_expected():

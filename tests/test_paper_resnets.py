@@ -13,7 +13,8 @@ from autograder.assignments import ASSIGNMENTS, ROOT, SOLUTIONS
 from autograder.grade import Checklist
 from autograder.train import DataError
 from autograder.probes import activation_adds, main_path_parameters, projection, shortcut_only
-from tests.helpers import assert_feedback_hides, assert_graded, exported, import_file, long_lines, state
+from tests.helpers import (assert_feedback_hides, assert_graded, demo_results, exported, import_file, long_lines,
+                           state)
 
 ASSIGNMENT = ASSIGNMENTS["resnet_paper_cifar10"]
 BLOCK = {"block_output_shapes", "block_layers", "block_stride", "block_residual", "option_a_shortcut",
@@ -53,10 +54,10 @@ EXPECTED = {  # sample: (score out of 100, the checks it fails)
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    out = tmp_path_factory.mktemp("autograde")
-    submissions = sorted(str(p) for p in ASSIGNMENT.samples_dir.iterdir())
-    assert cli.main(["--assignment", ASSIGNMENT.name, "--out", str(out), "--jobs", "2", *submissions,
+def graded(demo, tmp_path_factory):
+    """The demo's samples, and a public implementation graded into the same folder."""
+    out = demo_results(demo, ASSIGNMENT.name, tmp_path_factory)
+    assert cli.main(["--assignment", ASSIGNMENT.name, "--out", str(out),
                      str(ROOT / "tests" / "wild" / "seed003_kuangliu.py")]) == 0
     return out
 

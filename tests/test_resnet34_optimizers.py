@@ -14,7 +14,7 @@ from autograder.grade import Checklist
 from autograder.optimizers import OptimizerError, described
 from autograder.probes import option_differences, optimizer_steps
 from autograder.train import BUDGETS
-from tests.helpers import assert_feedback_hides, assert_graded, long_lines, state
+from tests.helpers import assert_feedback_hides, assert_graded, demo_results, long_lines, state
 
 ASSIGNMENT = ASSIGNMENTS["resnet34_optimizers"]
 BLOCK = {"block_output_shapes", "block_layers", "identity_shortcut", "projection", "block_residual"}
@@ -46,11 +46,8 @@ EXPECTED = {  # sample: (score out of 100, the checks it fails)
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    out = tmp_path_factory.mktemp("autograde")
-    submissions = sorted(str(p) for p in ASSIGNMENT.samples_dir.iterdir())
-    assert cli.main(["--assignment", ASSIGNMENT.name, "--out", str(out), "--jobs", "2", *submissions]) == 0
-    return out
+def graded(demo, tmp_path_factory):
+    return demo_results(demo, ASSIGNMENT.name, tmp_path_factory)
 
 
 def test_every_sample_is_shipped_and_expected():

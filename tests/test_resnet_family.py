@@ -12,7 +12,8 @@ from autograder import cli, export, rebuild
 from autograder.assignments import ASSIGNMENTS
 from autograder.grade import Checklist
 from autograder.probes import flops
-from tests.helpers import assert_feedback_hides, assert_graded, import_file, long_lines, state
+from tests.helpers import (assert_feedback_hides, assert_graded, demo_results, import_file, long_lines,
+                           state)
 
 ASSIGNMENT = ASSIGNMENTS["resnet_family"]
 BLOCKS = {"block_output_shapes", "basic_block_layers", "bottleneck_layers", "identity_shortcut", "projection",
@@ -51,11 +52,8 @@ EXPECTED = {  # sample: (score out of 100, the checks it fails)
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    out = tmp_path_factory.mktemp("autograde")
-    submissions = sorted(str(p) for p in ASSIGNMENT.samples_dir.iterdir())
-    assert cli.main(["--assignment", ASSIGNMENT.name, "--out", str(out), "--jobs", "2", *submissions]) == 0
-    return out
+def graded(demo, tmp_path_factory):
+    return demo_results(demo, ASSIGNMENT.name, tmp_path_factory)
 
 
 def test_every_sample_is_shipped_and_expected():
