@@ -20,6 +20,7 @@ from pathlib import Path
 from .check import Result
 
 START_METHOD = "spawn"
+TIMEOUT_CAUSE = "timeout: grading your submission (its checks and training run) took longer than {:g} s"
 
 
 def _exit(signum, frame):
@@ -147,8 +148,7 @@ def grade_all(tasks, context, jobs, deadline_s, memory_bytes=0, hellos=None):
                         w.process.join(5)
                         data = {"failure": _death(w)}
                 elif time.monotonic() - w.started > deadline_s:
-                    data = {"failure": f"timeout: grading your submission (its checks and training run) took "
-                                       f"longer than {deadline_s:g} s"}
+                    data = {"failure": TIMEOUT_CAUSE.format(deadline_s)}
                 else:
                     continue
                 if "failure" in data:  # the worker is in an unknown state: a fresh one takes its place
