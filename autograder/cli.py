@@ -138,11 +138,11 @@ def main(argv=None):
             checklist = Checklist.of(assignment)
             course = Course(args.nbgrader, assignment, checklist, checklist.columns())
             course.verify()
+            if not course.submissions():
+                raise CourseError(f"no submissions of {assignment.name} in {course.folder}/<student>/"
+                                  f"{assignment.name}/")
         except (CourseError, OSError) as exc:
             parser.error(f"--nbgrader {args.nbgrader}: {exc}")
-        if not course.submissions():
-            parser.error(f"--nbgrader {args.nbgrader}: no submissions of {assignment.name} in "
-                         f"{course.folder}/<student>/{assignment.name}/")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -23,7 +24,7 @@ from safetensors.torch import save as safetensors_save
 
 from . import optimizers, rebuild, sandbox
 from .check import Graded, Missing, Result, collect_checks, run_checks
-from .load import LoadError, definitions, pick_file
+from .load import LoadError, definitions, pick_file, tree
 from .text import plain
 from .train import BUDGETS, DATASETS, EVAL_CHUNK, Budget, TaskData, resolve_data, task_data, training_run
 
@@ -395,7 +396,7 @@ def train_lazily(model, context: Context, timings: dict):
 def submission_hash(path: Path) -> str:
     """sha256 over a file, or a folder's regular files (names and contents), read without following links."""
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    files = [path] if path.is_file() else sorted(p for p, mode in tree(path) if stat.S_ISREG(mode))
     for p in files:
         digest.update(str(p.relative_to(path.parent)).encode() + b"\0")
         try:

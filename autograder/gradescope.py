@@ -255,10 +255,15 @@ def not_graded(config: dict, message: str, seconds: float = 0.0) -> dict:
 
 
 def _uploaded(submission: Path, most=10) -> str:
-    names = sorted(p.relative_to(submission).as_posix() for p in submission.rglob("*")
-                   if p.is_file() or p.is_symlink())
-    shown = ", ".join(f"`{n}`" for n in names[:most]) + (f" and {len(names) - most} more" if len(names) > most
-                                                         else "")
+    """What the student uploaded, as markdown that a file's name cannot break out of."""
+    import stat
+
+    from .load import tree
+    from .text import code_span
+
+    names = [p.relative_to(submission).as_posix() for p, mode in tree(submission) if not stat.S_ISDIR(mode)]
+    shown = ", ".join(code_span(n) for n in names[:most]) + (f" and {len(names) - most} more"
+                                                             if len(names) > most else "")
     return shown or "nothing"
 
 
@@ -294,7 +299,7 @@ def _one_result(out: Path):
 
 def grade_upload(root: Path, config: dict) -> dict:
     """Gradescope's results for ROOT/submission/."""
-    from .load import LoadError, pick_file
+    from .load import LoadError, pick_file, tree
 
     started = time.monotonic()
     source, submission = root / "source", root / "submission"
@@ -307,7 +312,7 @@ def grade_upload(root: Path, config: dict) -> dict:
     except LoadError as exc:
         message = str(exc).replace(f"the folder {submission.name} ", "your upload ")
         zipped = " (a zip inside the upload is not unpacked: upload the files themselves)" if any(
-            p.suffix.lower() == ".zip" for p in submission.rglob("*")) else ""
+            p.suffix.lower() == ".zip" for p, _ in tree(submission)) else ""
         return not_graded(config, f"{message[:1].upper()}{message[1:]}. Uploaded: {_uploaded(submission)}. "
                                   f"Upload your notebook or module ({wanted}){zipped}.", time.monotonic() - started)
     try:
@@ -323,9 +328,10 @@ def grade_upload(root: Path, config: dict) -> dict:
                           time.monotonic() - started)
     data, names = found
     visibility = config.get("visibility", {})
+    unknown = "visible" if set(visibility.values()) <= {"visible"} else "hidden"  # a test not matched to a check
     for i, test in enumerate(data.get("tests", [])):
         name = names[i] if len(names) == len(data["tests"]) else (test.get("tags") or [""])[0]
-        test["visibility"] = visibility.get(name, "visible")
+        test["visibility"] = visibility.get(name, unknown)
     data["execution_time"] = round(time.monotonic() - started, 2)
     data["output_format"] = "md"
     return data
@@ -460,6 +466,9 @@ RESULTS="$AUTOGRADER_ROOT/results/results.json"
 mkdir -p "$AUTOGRADER_ROOT/results"
 rm -f "$RESULTS"
 if [ -x "$SOURCE/.venv/bin/python" ]; then PY="$SOURCE/.venv/bin/python"; else PY="$(command -v python3 || true)"; fi
+# Where bubblewrap cannot confine the child, it still runs under an unprivileged uid: keep from it Gradescope's
+# record of earlier submissions (their hidden results) and the checks' visibility.
+chmod 600 "$AUTOGRADER_ROOT/submission_metadata.json" "$SOURCE/gradescope.json" 2>/dev/null || true
 if [ -n "$PY" ] && cd "$SOURCE"; then
     PYTHONPATH="$SOURCE${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m autograder.gradescope --run-autograder "$AUTOGRADER_ROOT"
 fi

@@ -298,24 +298,29 @@ def definitions(path: Path) -> Definitions:
     raise LoadError(f"{path.name}: submit a .ipynb notebook or a .py file")
 
 
+MAX_DEPTH = 16  # folders below a submission's top that are walked: 1,200 nested folders must not reach recursion
+
+
+def tree(folder: Path, skip=lambda name: False):
+    """(path, lstat mode) of everything under `folder`, in order, without following symbolic links and never more
+    than MAX_DEPTH folders deep; folders whose name `skip` says are left out."""
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        depth = len(Path(root).relative_to(folder).parts)
+        dirs[:] = [] if depth >= MAX_DEPTH else sorted(d for d in dirs if not skip(d))
+        for name in sorted(dirs + files):
+            path = Path(root, name)
+            try:
+                yield path, os.lstat(path).st_mode
+            except OSError:
+                continue
+
+
 def _candidates(folder: Path) -> list:
     """Every .ipynb or .py in the folder that is a regular file or a symbolic link (kept, so that it can be refused
     with a reason), walked without following symlinked folders; dot-folders (.ipynb_checkpoints, .git) and
     dot-files are skipped, and FIFOs, sockets and devices are never candidates."""
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__MACOSX")))
-        for name in sorted(files):
-            path = Path(root, name)
-            if name.startswith(".") or path.suffix not in GRADABLE:
-                continue
-            try:
-                mode = os.lstat(path).st_mode
-            except OSError:
-                continue
-            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                found.append(path)
-    return found
+    return [path for path, mode in tree(folder, lambda d: d.startswith((".", "__MACOSX")))
+            if not path.name.startswith(".") and path.suffix in GRADABLE and (stat.S_ISREG(mode) or stat.S_ISLNK(mode))]
 
 
 def _link_error(path: Path, folder: Path) -> LoadError:

@@ -126,12 +126,20 @@ class Course:
                               f"parts {self.points}: {again}")
 
     def submissions(self) -> list:
-        """One Submission per student folder submitted/<student>/<assignment>/, named by the student's id."""
-        found = []
+        """One Submission per student folder submitted/<student>/<assignment>/, named by the student's id. Two ids
+        that make the same file name (jo+1 and jo_1) are refused: renaming one would lose its gradebook id."""
+        from .report import safe_name
+
+        found, names = [], {}
         for student in sorted((self.root / self.folder).iterdir()):
             folder = student / self.assignment.name
             if folder.is_dir() and not student.is_symlink() and not folder.is_symlink():
                 found.append(Submission(student.name, folder.resolve()))
+                names.setdefault(safe_name(student.name), []).append(student.name)
+        clashes = [ids for ids in names.values() if len(ids) > 1]
+        if clashes:
+            raise CourseError("these student ids would share their result files: " + "; ".join(
+                " and ".join(ids) for ids in clashes) + ". Grade them apart (autograde --assignment ... --out)")
         return found
 
     def record(self, results: list, feedback) -> int:

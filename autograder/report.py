@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from .grade import StudentResult
-from .text import fenced
+from .text import code_span, fenced
 
 MAX_NAME = 80  # characters of a student's file names: a 250-character submission name must not stop the batch
 
@@ -31,11 +31,17 @@ def safe_name(student: str) -> str:
 
 
 def write_atomically(path: Path, text: str):
+    """`text` into `path` whole or not at all; UTF-8 always, what it cannot hold (a lone surrogate from a file name
+    that was not UTF-8) replaced, so a student's name cannot stop the class's files."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def status(result: StudentResult) -> str:
@@ -52,7 +58,7 @@ def message(r) -> str:
 
 def preamble(result: StudentResult) -> list:
     """What the student reads before the checks, the same on Gradescope and in the feedback file."""
-    lines = [f"Graded file: `{Path(result.source).name}`. Training run data: {result.data}.", ""]
+    lines = [f"Graded file: {code_span(Path(result.source).name)}. Training run data: {result.data}.", ""]
     if result.picked:
         lines += [result.picked, ""]
     if result.cause:

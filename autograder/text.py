@@ -26,3 +26,11 @@ def fenced(text: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text}\n{fence}"
+
+
+def code_span(text: str) -> str:
+    """An inline markdown code span holding `text` (a file name, say) as plain text: control characters and line
+    breaks become "?", and the backticks around it outnumber any run inside."""
+    text = re.sub(r"[\x00-\x1f\x7f]", "?", str(text))
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return f"{ticks} {text} {ticks}" if text.startswith("`") or text.endswith("`") else f"{ticks}{text}{ticks}"

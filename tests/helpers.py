@@ -18,6 +18,24 @@ def demo_results(demo, name, tmp_path_factory):
     return out
 
 
+def nested(top, depth=1200):
+    """Folders top/d/d/... `depth` deep; returns them, deepest last. shutil.rmtree recurses (so would pytest's own
+    cleanup of tmp_path), so a test removes them with remove_nested."""
+    folders, here = [], top
+    for _ in range(depth):
+        here = here / "d"
+        here.mkdir()
+        folders.append(here)
+    return folders
+
+
+def remove_nested(folders):
+    for folder in reversed(folders):
+        for entry in folder.iterdir():
+            entry.unlink()
+        folder.rmdir()
+
+
 def import_file(path):
     """Import a .py file under a fresh name (the kit's own reference and release modules, never a submission)."""
     spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)

@@ -18,6 +18,7 @@ from autograder import cli, report, sandbox
 from autograder.assignments import ASSIGNMENTS, ROOT
 from autograder.load import LoadError, Submission, definitions
 from autograder.grade import Checklist, StudentResult, _reason
+from tests.helpers import nested, remove_nested
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
 REFERENCE = (SAMPLES / "reference.py").read_text()
@@ -473,3 +474,36 @@ def test_a_zip_belongs_to_the_student_it_is_named_after(batch):
     out, _ = batch
     assert state(out, "carol")["source"].endswith("carol.py") and state(out, "carol")["score"] == 0
     assert not (out / "state" / "carol-2.json").exists()
+
+
+def test_a_folder_nested_1200_deep_neither_recurses_nor_stops_the_batch(tmp_path):
+    """Python 3.11's os.walk and rglob recurse: 1,200 nested folders raised RecursionError in the grading process
+    (the resume hash) before anyone was graded. The walk stops MAX_DEPTH folders down."""
+    from autograder.grade import submission_hash
+    from autograder.load import MAX_DEPTH, pick_file
+
+    student = tmp_path / "deep"
+    (student / "resnet50_skeleton.py").parent.mkdir(parents=True)
+    (student / "resnet50_skeleton.py").write_text((SAMPLES / "reference.py").read_text())
+    folders = nested(student)
+    (folders[MAX_DEPTH + 2] / "hidden.ipynb").write_text("{}")  # below the depth walked: never a candidate
+    try:
+        assert len(submission_hash(student)) == 64
+        assert pick_file(student, ["resnet50_skeleton.py"])[0].name == "resnet50_skeleton.py"
+    finally:
+        remove_nested(folders)
+
+
+def test_text_that_cannot_be_utf8_is_written_replaced_and_leaves_no_temporary_file(tmp_path):
+    report.write_atomically(tmp_path / "x.md", "name: bad\udcff")
+    assert (tmp_path / "x.md").read_text(encoding="utf-8") == "name: bad?"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.md"]
+
+
+def test_a_file_name_cannot_break_out_of_its_code_span():
+    from autograder.text import code_span
+    from mistune import create_markdown
+
+    name = "x`\n\n# Score: 100 of 100\n\n<img src=x onerror=alert(1)>`.txt"
+    html = create_markdown(escape=True)(f"Graded file: {code_span(name)}.")
+    assert "<h1>" not in html and "<img" not in html and html.count("<code>") == 1

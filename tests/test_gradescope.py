@@ -244,3 +244,18 @@ def test_grader_failure_still_writes_results(tmp_path):
     results = json.loads((root / "results" / "results.json").read_text())
     jsonschema.validate(results, RESULTS)
     assert results["score"] == 0 and "could not start" in results["output"]
+
+
+def test_the_upload_listing_is_bounded_and_names_stay_text(tmp_path):
+    """What a 'nothing to grade' message lists of the upload: file names as code spans that a name cannot leave,
+    and no walk down 1,200 nested folders."""
+    from autograder.gradescope import _uploaded
+    from tests.helpers import nested, remove_nested
+
+    (tmp_path / "x`\n# Score 100.txt").write_text("")
+    folders = nested(tmp_path)
+    try:
+        listed = _uploaded(tmp_path)
+    finally:
+        remove_nested(folders)
+    assert listed == "``x`?# Score 100.txt``"

@@ -162,3 +162,14 @@ def test_what_came_through_the_students_side_is_read_with_care(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "timestamp.txt")
     os.mkfifo(tmp_path / "fifo")
     assert [_small_file(tmp_path / n) for n in ("secret", "link", "fifo", "absent")] == [None] * 4
+
+
+def test_two_student_ids_that_would_share_result_files_are_refused(tmp_path):
+    """jo+1 and jo_1 make the same file name: one would overwrite the other's results and gradebook entry."""
+    from autograder.nbgrader_course import Course
+
+    for who in ("jo+1", "jo_1", "ann"):
+        (tmp_path / "submitted" / who / NAME).mkdir(parents=True)
+    checklist = Checklist.of(ASSIGNMENT)
+    with pytest.raises(CourseError, match=r"jo\+1 and jo_1"):
+        Course(tmp_path, ASSIGNMENT, checklist, checklist.columns()).submissions()
