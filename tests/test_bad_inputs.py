@@ -2,6 +2,7 @@
 and nobody's score moves because of them."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -292,7 +293,10 @@ def test_a_missing_name_and_an_unavailable_import_are_explained(batch):
     messages = {r["name"]: r["message"] for r in state(batch[0], "renamed_class")["results"]}
     assert messages["stem"].startswith("missing name: the submission defines no ResNet50_layer4")
     notes = state(batch[0], "colab_import")["notes"]
-    assert notes == ["colab_import.py, line 1: ModuleNotFoundError: No module named 'google'"]
+    # 'google' alone is missing on a bare machine; where protobuf is installed (Ray's dependency) the namespace
+    # package 'google' exists and it is 'google.colab' that is missing: either way the note names the import
+    assert len(notes) == 1
+    assert re.fullmatch(r"colab_import\.py, line 1: ModuleNotFoundError: No module named 'google(\.colab)?'", notes[0])
     # what a student sees on Gradescope carries the same notes as the feedback file
     assert notes[0] in json.loads((batch[0] / "results" / "colab_import.json").read_text())["output"]
 
