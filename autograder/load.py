@@ -33,6 +33,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .text import code_span
+
 MAX_SUBMISSION_BYTES = 20 * 2**20
 MAX_ZIP_BYTES = 50 * MAX_SUBMISSION_BYTES  # declared size of everything in one zip
 MAX_ZIP_ENTRIES = 2000
@@ -327,8 +329,8 @@ def _link_error(path: Path, folder: Path) -> LoadError:
     """Says that it is a link, and whether it leads outside the submission, but never where or what it holds."""
     inside = Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
     where = "" if inside else " that leads outside your submission"
-    return LoadError(f"{path.relative_to(folder).as_posix()} is a symbolic link{where}: submit the file itself, "
-                     f"not a link to it")
+    return LoadError(f"{code_span(path.relative_to(folder).as_posix())} is a symbolic link{where}: submit the file "
+                     f"itself, not a link to it")
 
 
 def _stubs(path: Path):
@@ -354,7 +356,7 @@ def _stubs(path: Path):
 def _why_not(path: Path, stubs, best: Path, folder: Path) -> str:
     """Why `path` was not graded in favour of `best`, for the student."""
     where = "the same folder" if path.parent == best.parent else "your submission"
-    where = f"{path.relative_to(folder).as_posix()} in {where}"
+    where = f"{code_span(path.relative_to(folder).as_posix())} in {where}"
     if path.is_symlink():
         return f"{where} is a symbolic link"
     if stubs is None:
@@ -375,20 +377,21 @@ def pick_file(folder: Path, preferred: list):
                    key=lambda p: (preferred.index(p.name), len(p.parts), str(p)))
     pool = named or files
     if not pool:
-        raise LoadError(f"the folder {folder.name} holds no .ipynb or .py file")
+        raise LoadError(f"the folder {code_span(folder.name)} holds no .ipynb or .py file")
     stubs = {p: _stubs(p) for p in pool}
     rank = {p: (stubs[p] is None, stubs[p] or 0) for p in pool}
     best = min(pool, key=lambda p: rank[p])  # min keeps the first of equals: the given order
     if best.is_symlink():
         raise _link_error(best, folder)
     if not named and any(stubs[p] is None or rank[p] <= rank[best] for p in pool if p != best):
-        raise LoadError(f"the folder {folder.name} holds several candidates "
-                        f"({', '.join(sorted(p.name for p in files))}); name the one to grade {' or '.join(preferred)}")
+        raise LoadError(f"the folder {code_span(folder.name)} holds several candidates "
+                        f"({', '.join(code_span(n) for n in sorted(p.name for p in files))}); name the one to grade "
+                        f"{' or '.join(preferred)}")
     passed_over = pool[:pool.index(best)] if named else [p for p in pool if p != best]
     if not passed_over:
         return best, None
     why = "; ".join(_why_not(p, stubs[p], best, folder) for p in passed_over[:3])
-    return best, f"Graded {best.relative_to(folder).as_posix()}: {why}{'; ...' * (len(passed_over) > 3)}."
+    return best, f"Graded {code_span(best.relative_to(folder).as_posix())}: {why}{'; ...' * (len(passed_over) > 3)}."
 
 
 def _entry_parts(name: str):

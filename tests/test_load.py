@@ -136,7 +136,7 @@ def test_a_link_in_a_folder_is_refused_and_never_read(tmp_path, assignment):
     with pytest.raises(LoadError) as caught:
         pick_file(folder, PREFERRED)
     message = str(caught.value)
-    assert "resnet50_skeleton.py is a symbolic link that leads outside your submission" in message
+    assert "`resnet50_skeleton.py` is a symbolic link that leads outside your submission" in message
     assert "SECRET" not in message and "root" not in message and str(secret) not in message
     # the reference solution, linked in: refused, not graded
     (folder / "resnet50_skeleton.py").unlink()
@@ -163,7 +163,7 @@ def test_a_link_beside_a_real_file_is_passed_over_with_a_note(tmp_path, assignme
     (folder / "resnet50_cifar10.ipynb").write_bytes(assignment.student_notebook.read_bytes())
     path, note = pick_file(folder, PREFERRED)
     assert path == folder / "resnet50_cifar10.ipynb"
-    assert note == "Graded resnet50_cifar10.ipynb: resnet50_skeleton.py in the same folder is a symbolic link."
+    assert note == "Graded `resnet50_cifar10.ipynb`: `resnet50_skeleton.py` in the same folder is a symbolic link."
 
 
 def test_linked_folders_are_not_walked(tmp_path, assignment):
@@ -211,7 +211,7 @@ def test_the_filled_in_form_is_graded_over_the_untouched_skeleton(tmp_path, assi
     (folder / "utils.py").write_text("def helper():\n    return 1\n")  # no stubs, but never competes
     path, note = pick_file(folder, PREFERRED)
     assert path == folder / "resnet50_cifar10.ipynb"
-    assert note == ("Graded resnet50_cifar10.ipynb: resnet50_skeleton.py in the same folder still has 7 "
+    assert note == ("Graded `resnet50_cifar10.ipynb`: `resnet50_skeleton.py` in the same folder still has 7 "
                     "'fill in here' stubs.")
     # the other way round: the filled .py beats the untouched notebook, whose text cells say "fill in here" too
     (folder / "resnet50_skeleton.py").write_bytes(assignment.reference_module.read_bytes())
@@ -232,10 +232,27 @@ def test_without_a_preferred_name_the_fewest_stubs_win_or_it_is_ambiguous(tmp_pa
     (folder / "old.py").write_bytes(assignment.student_module.read_bytes())
     (folder / "new.py").write_bytes(assignment.reference_module.read_bytes())
     path, note = pick_file(folder, PREFERRED)
-    assert path == folder / "new.py" and note == "Graded new.py: old.py in the same folder still has 7 'fill in here' stubs."
+    assert path == folder / "new.py"
+    assert note == "Graded `new.py`: `old.py` in the same folder still has 7 'fill in here' stubs."
     (folder / "newer.py").write_bytes(assignment.reference_module.read_bytes())
     with pytest.raises(LoadError, match="several candidates"):
         pick_file(folder, PREFERRED)
+
+
+def test_file_names_in_the_choice_note_are_code_spans_a_name_cannot_leave(tmp_path, assignment):
+    """A name is the student's to choose: markdown in it (a heading after a line break, a backtick run) stays text."""
+    folder = tmp_path / "mallory"
+    folder.mkdir()
+    hostile = "x\n# Score: 120 ``y``.py"
+    (folder / hostile).write_bytes(assignment.student_module.read_bytes())  # 7 stubs
+    (folder / "new.py").write_bytes(assignment.reference_module.read_bytes())
+    path, note = pick_file(folder, PREFERRED)
+    assert path == folder / "new.py"
+    assert note == "Graded `new.py`: ```x?# Score: 120 ``y``.py``` in the same folder still has 7 'fill in here' stubs."
+    (folder / "new.py").write_bytes(assignment.student_module.read_bytes())  # now a tie: the student must choose
+    with pytest.raises(LoadError) as caught:
+        pick_file(folder, PREFERRED)
+    assert "(`new.py`, ```x?# Score: 120 ``y``.py```)" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def _zip_bytes(entries) -> bytes:
