@@ -27,15 +27,22 @@ def sample_files(assignment, reference_module: str, student_notebook: str, stude
     for name, (what, replacements) in bugs.items():
         files[folder / f"{name}.py"] = f"# Sample submission: {what}.\n" + apply(reference_module, replacements, name)
     for name in assignment.as_notebooks:
-        nb = read(assignment.source)
-        if name in bugs:
-            for cell in nb.cells:
-                if cell.cell_type == "code" and "module" in cell.metadata.get("tags", []):
-                    try:
-                        cell.source = apply(cell.source, bugs[name][1], name)
-                    except ValueError:
-                        pass  # the replacement belongs to another cell
-            if nbformat.writes(nb) == nbformat.writes(read(assignment.source)):
-                raise ValueError(f"sample {name}: no cell of the notebook changed")
-        files[folder / f"{name}_notebook.ipynb"] = nbformat.writes(nb) + "\n"
+        files[folder / f"{name}_notebook.ipynb"] = nbformat.writes(as_notebook(assignment, name)) + "\n"
     return files
+
+
+def as_notebook(assignment, name: str) -> nbformat.NotebookNode:
+    """Sample `name` ("reference" or a bug the declaration lists) as the completed notebook a student would hand in:
+    the instructor notebook with the bug's replacements made in its module cells."""
+    nb = read(assignment.source)
+    if name == "reference":
+        return nb
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "module" in cell.metadata.get("tags", []):
+            try:
+                cell.source = apply(cell.source, assignment.samples[name][1], name)
+            except ValueError:
+                pass  # the replacement belongs to another cell
+    if nbformat.writes(nb) == nbformat.writes(read(assignment.source)):
+        raise ValueError(f"sample {name}: no cell of the notebook changed")
+    return nb
