@@ -419,9 +419,22 @@ def _run(argv, cwd, env, pass_fds, limits: Limits, preexec) -> Outcome:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)  # the whole group: nothing it started outlives it
         child.wait()
+        _until_gone(child.pid)
     out.join(5)
     err.join(5)
     return Outcome(child.returncode, timed_out, time.monotonic() - started, out.text(), err.text())
+
+
+def _until_gone(pgid: int, most_s: float = 5.0):
+    """Wait (bounded) until no process of the group is left: SIGKILL is delivered asynchronously, and on a loaded
+    machine a grandchild can still be alive for a moment after its group was killed."""
+    deadline = time.monotonic() + most_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.01)
 
 
 def read_plain_file(path: Path, limit: int) -> bytes:
