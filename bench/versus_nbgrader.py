@@ -118,7 +118,7 @@ def place_after_training(nb, name):
 
 
 def instructor_notebook(assignment):
-    nb = nbformat.read(str(assignment.source), 4)
+    nb = read(assignment.source)
     tests = TESTS[assignment.name]
     if set(tests) != set(grade_cells(nb)):
         sys.exit(f"{assignment.name}: the tests here are for {sorted(tests)}, the notebook's grade cells are "
@@ -189,7 +189,7 @@ def gradebook_scores(course, assignment, students):
 
     stem = Path(assignment.notebook).stem
     with Gradebook(f"sqlite:///{course}/gradebook.db") as gb:
-        cells = grade_cells(nbformat.read(str(assignment.source), 4))
+        cells = grade_cells(read(assignment.source))
         return {s: {c: gb.find_grade(c, stem, assignment.name, s).score for c in cells} for s in students}
 
 
