@@ -1,7 +1,7 @@
 """autograde: grade every submission of an assignment; results are written as each student finishes.
 
 autograde --assignment NAME --out OUT [--jobs N] [--device auto|cpu|cuda] [--data-dir D] [--force]
-          [--timeout S] [--grading-timeout S] [--ray ADDRESS] SUBMISSION...
+          [--timeout S] [--grading-timeout S] [--cold-sandbox] [--ray ADDRESS] SUBMISSION...
 autograde --nbgrader COURSE_DIR --assignment NAME [--out OUT] [...]    (an nbgrader course's collected
           submissions; the scores go into its gradebook, the feedback where nbgrader's goes)
 autograde --list    (every assignment, with its checks and their points)
@@ -105,6 +105,9 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="grade again students whose results exist")
     parser.add_argument("--timeout", type=float, default=sandbox.Limits.timeout_s,
                         help="seconds for one submission's sandbox (default %(default)s)")
+    parser.add_argument("--cold-sandbox", action="store_true",
+                        help="start every submission's sandboxed child as a fresh Python (slower) instead of "
+                             "forking it from a warm one")
     parser.add_argument("--grading-timeout", type=float, default=600.0,
                         help="seconds for one submission's whole grading, training included (default %(default)s)")
     parser.add_argument("--ray", metavar="ADDRESS",
@@ -151,14 +154,15 @@ def main(argv=None):
         parser.error(str(exc))
     course_root = [course.root] if course else []  # every student's submission, and the gradebook
     sandbox.protect([out, SOLUTIONS, ROOT / "tests", *course_root])  # every assignment's checks and solutions
-    isolation = sandbox.isolation()
+    jobs = max(1, args.jobs)
+    limits = sandbox.Limits(timeout_s=args.timeout, threads=max(1, (os.cpu_count() or 2) // jobs),
+                            warm=not (args.cold_sandbox or args.ray))  # on Ray each task starts cold
+    isolation = sandbox.isolation(limits.warm)
     for line in isolation:
         if "WARNING" in line:
             print(f"autograde: {line}", file=sys.stderr)
     scratch = sandbox.scratch_dir()
     started = time.monotonic()
-    jobs = max(1, args.jobs)
-    limits = sandbox.Limits(timeout_s=args.timeout, threads=max(1, (os.cpu_count() or 2) // jobs))
     hide = (ROOT, out.resolve(), scratch, Path(sys.prefix), Path.home(), *course_root)
     ray_info = None
     if args.ray:  # joined before the reference's preparation, so a wrong address or shape fails at once

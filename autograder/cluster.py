@@ -173,7 +173,8 @@ def _node_context(context, scratch: Path):
     if checklist.fingerprint() != context.key.get("checks"):
         raise RuntimeError(f"this node's checks ({checklist.file}) differ from the driver's: install the same kit "
                            "on every node")
-    return replace(context, checklist=checklist,
+    # each task has a scratch dir of its own, so a warm sandbox would serve one child: it starts cold
+    return replace(context, checklist=checklist, limits=replace(context.limits, warm=False),
                    hide=(*context.hide, scratch, ROOT, Path(sys.prefix), Path.home()))
 
 

@@ -412,7 +412,7 @@ def grade(student: str, path: Path, context: Context, scratch: Path, slot: int =
     of the submission could be read (a corrupt zip, say): the student then gets 0 with that message."""
     begun = time.monotonic()
     timings, source, picked, params = {}, str(path), "", {}
-    workdir = Path(tempfile.mkdtemp(prefix="sandbox-", dir=scratch))
+    workdir = sandbox.new_workdir(scratch, context.limits)
     try:
         if error:
             raise LoadError(error)

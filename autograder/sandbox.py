@@ -22,6 +22,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -50,6 +51,7 @@ class Limits:
     tmp_bytes: int = 256 << 20  # each of the child's private /tmp and /dev/shm
     output_bytes: int = 16 << 10  # kept from each of stdout and stderr (head and tail)
     threads: int = 2
+    warm: bool = True  # fork each child from a warm sandbox where the machine confines it as a cold one
 
 
 @dataclass
@@ -59,12 +61,16 @@ class Outcome:
     seconds: float
     stdout: str
     stderr: str
+    lost: bool = False  # the warm sandbox's server ended while the child ran (the child killed it, say)
 
     @property
     def cause(self):
         """Why the child did not finish normally, in a student's words; None when it did."""
         if self.timed_out:
             return "timeout: building and exporting the models did not finish in time (an endless loop?)"
+        if self.lost:
+            return "exit: the grader's sandbox process ended while running the code (did it kill its parent " \
+                   "process, or run out of memory?)"
         if "MemoryError" in self.stderr or self.returncode in (-signal.SIGKILL, -signal.SIGSEGV):
             return "memory: the code asked for more memory than the grader allows"
         if self.returncode == -signal.SIGXCPU:
@@ -181,7 +187,7 @@ def jail() -> Jail:
     return Jail("", False, sys.executable, site_dirs, cgroup)
 
 
-def isolation() -> list:
+def isolation(warm: bool = Limits.warm) -> list:
     """What the child gets on this machine, said plainly (summary.json, the terminal and the README)."""
     j = jail()
     modes = ["own process group", "timeout", "memory cap per process", "CPU-time cap", "scrubbed environment"]
@@ -203,6 +209,10 @@ def isolation() -> list:
         modes.append("WARNING: runs as root, since no Python interpreter is reachable by an unprivileged user")
     modes.append(f"cgroup ({j.cgroup}): memory and process count of the whole child capped" if j.cgroup else
                  "no cgroup (needs root): memory is capped per process only, process count not capped")
+    if warm and warm_possible():
+        modes.append("warm start: each child is forked from a sandboxed process, confined as above, that has "
+                     "imported torch and never reads a submission; what a child leaves running is killed and what "
+                     "it wrote removed before the next")
     return modes
 
 
@@ -329,11 +339,15 @@ def _bwrap_argv(bwrap, python, site_dirs, workdir: Path, limits: Limits) -> list
     return [bwrap, *args, python]
 
 
-def _preexec(limits: Limits, uid, cgroup, network_cut):
+def cpu_seconds(limits: Limits) -> int:
+    """The CPU time a child may use: its wall-clock limit on every thread it may run, and a margin."""
+    return int(limits.timeout_s * max(limits.threads, 1)) + 10
+
+
+def _preexec(limits: Limits, uid, cgroup, network_cut, cpu):
     def setup():
         os.setsid()
         _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the grader, even a killed one
-        cpu = int(limits.timeout_s * max(limits.threads, 1)) + 10
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -364,26 +378,25 @@ def protect(paths):
                 os.chmod(p, 0o700)
 
 
-def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: int = 1) -> Outcome:
-    """Run export.py on `request` in `workdir` (made empty and private to the child). `slot` is kept for callers;
-    children that run at once never share a uid whatever it is."""
+@contextlib.contextmanager
+def _confinement(folder: Path, limits: Limits, cpu=None):
+    """(argv so far, cwd, env, pass_fds, preexec, the folder as the child sees it, the child's uid or None) to start
+    this Python confined,
+    with `folder` (and only it) as its working dir; the uid and cgroup are the child's while the context lasts.
+    `folder` and what it holds are handed to that uid. `cpu`: its CPU-time limit, if not a child's."""
     j = jail()
-    workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(EXPORT_SCRIPT, workdir / "export.py")
-    inside = Path(INSIDE) if j.bwrap else workdir
-    site = _inside_site_dirs(j.site_dirs) if j.bwrap else list(j.site_dirs)
-    (workdir / "request.json").write_text(json.dumps({**request, "out": str(inside), "path": site}))
-    if j.drop and not all(os.stat(d).st_mode & stat.S_IXOTH for d in workdir.resolve().parents):
-        raise RuntimeError(f"{workdir} is not reachable by an unprivileged uid: make it in sandbox.scratch_dir()")
+    if j.drop and not all(os.stat(d).st_mode & stat.S_IXOTH for d in folder.resolve().parents):
+        raise RuntimeError(f"{folder} is not reachable by an unprivileged uid: make it in sandbox.scratch_dir()")
+    inside = Path(INSIDE) if j.bwrap else folder
     env = {
-        "PATH": "/usr/bin:/bin", "HOME": str(inside), "TMPDIR": "/tmp" if j.bwrap else str(workdir),
+        "PATH": "/usr/bin:/bin", "HOME": str(inside), "TMPDIR": "/tmp" if j.bwrap else str(folder),
         "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": str(limits.threads),
         "MKL_NUM_THREADS": str(limits.threads), "CUDA_VISIBLE_DEVICES": "",
     }
     with contextlib.ExitStack() as stack:
         uid = stack.enter_context(claimed_uid()) if j.drop else None
         if uid is not None:
-            for p in [workdir, *workdir.iterdir()]:
+            for p in [folder, *folder.iterdir()]:
                 os.chown(p, uid, uid)
         cgroup = None
         if j.cgroup:
@@ -391,7 +404,7 @@ def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: in
                 cgroup = Cgroup(j.cgroup, limits)
                 stack.callback(cgroup.close)
         if j.bwrap:
-            argv = _bwrap_argv(j.bwrap, j.python, j.site_dirs, workdir, limits)
+            argv = _bwrap_argv(j.bwrap, j.python, j.site_dirs, folder, limits)
             read_end, write_end = os.pipe()  # bwrap reads its arguments from here, so /proc shows none of them
             os.write(write_end, b"\0".join(a.encode() for a in argv[1:-1]) + b"\0")
             os.close(write_end)
@@ -399,10 +412,191 @@ def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: in
             argv = [argv[0], "--args", str(read_end), argv[-1]]
             pass_fds, cwd = (read_end,), "/"
         else:
-            argv, pass_fds, cwd = [j.python], (), workdir
-        argv += ["-I", "export.py" if not j.bwrap else f"{INSIDE}/export.py", "request.json"]
-        return _run(argv, cwd, env, pass_fds, limits, _preexec(limits, uid, cgroup, j.drop and not j.bwrap
-                                                             and network_can_be_cut()))
+            argv, pass_fds, cwd = [j.python], (), folder
+        yield argv, cwd, env, pass_fds, _preexec(limits, uid, cgroup, j.drop and not j.bwrap and
+                                                 network_can_be_cut(), cpu or cpu_seconds(limits)), inside, uid
+
+
+def _site_as_seen() -> list:
+    j = jail()
+    return _inside_site_dirs(j.site_dirs) if j.bwrap else list(j.site_dirs)
+
+
+def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: int = 1) -> Outcome:
+    """Run export.py on `request` in `workdir` (made empty and private to the child): in a child forked by this
+    process's warm sandbox when `workdir` is one of its dirs (`new_workdir`), else in a fresh process. `slot` is
+    kept for callers; children that run at once never share a uid whatever it is."""
+    for warm in _WARM.values():
+        if warm.holds(workdir):
+            return warm.run(request, workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(EXPORT_SCRIPT, workdir / "export.py")
+    inside = Path(INSIDE) if jail().bwrap else workdir
+    (workdir / "request.json").write_text(json.dumps({**request, "out": str(inside), "path": _site_as_seen()}))
+    with _confinement(workdir, limits) as (argv, cwd, env, pass_fds, preexec, inside, _):
+        argv += ["-I", f"{inside}/export.py", "request.json"]
+        return _run(argv, cwd, env, pass_fds, limits, preexec)
+
+
+# ---- the warm sandbox ------------------------------------------------------------------------------------------
+
+class Warm:
+    """A sandboxed process, confined as a cold child is, that has imported torch and warmed up torch.export once,
+    and forks a fresh child per submission (export.py's `serve`): the child starts in a fraction of a second and
+    its first export is not the slow one. Between children, the server kills whatever the last one left running
+    and empties the private /tmp and /dev/shm, and this side removes its dir; a server that could not clean up,
+    or that died or stopped answering, is replaced. Its dirs live in a base dir of their own (the sandbox's
+    /sandbox), which holds one child's dir at a time."""
+
+    def __init__(self, scratch: Path, limits: Limits):
+        self.scratch, self.limits = scratch, limits
+        self.process, self.control, self.stack, self.base = None, None, None, None
+
+    def holds(self, workdir: Path) -> bool:
+        return self.process is not None and self.base is not None and workdir.parent == self.base
+
+    def _start(self):
+        j = jail()
+        self.stack = contextlib.ExitStack()
+        self.base = Path(tempfile.mkdtemp(prefix="warm-", dir=self.scratch))
+        os.chmod(self.base, 0o711)
+        shutil.copy(EXPORT_SCRIPT, self.base / "export.py")
+        os.chmod(self.base / "export.py", 0o644)
+        # no CPU-time limit of a child's on the server, which runs no student code and lives a whole batch: each
+        # child sets its own after the fork
+        confinement = self.stack.enter_context(_confinement(self.base, self.limits, resource.RLIM_INFINITY))
+        argv, cwd, env, pass_fds, preexec, self.inside, self.uid = confinement
+        if self.uid is not None:  # the base dir stays the grader's: a child can create nothing in it, only in its
+            os.chown(self.base, 0, 0)  # own dir
+            os.chown(self.base / "export.py", 0, 0)
+        config = {"path": _site_as_seen(), "base": str(self.inside), "threads": self.limits.threads,
+                  "timeout_s": self.limits.timeout_s, "cpu_s": cpu_seconds(self.limits),
+                  "wipe": ["/tmp", "/dev/shm"] if j.bwrap else []}
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.process = subprocess.Popen(
+                argv + ["-I", f"{self.inside}/export.py", "--serve", json.dumps(config)], cwd=cwd, env=env,
+                stdin=theirs.fileno(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec,
+                close_fds=True, pass_fds=pass_fds)
+        finally:
+            theirs.close()
+        self.control = ours
+        self.logs = (_Capture(self.process.stdout, self.limits.output_bytes),
+                     _Capture(self.process.stderr, self.limits.output_bytes))
+        hello = self._reply(120.0)
+        if not (hello and hello.get("ready") is True):
+            said = self.logs[1].text()[-600:]
+            self.close()
+            raise RuntimeError(f"the warm sandbox did not start: {said}")
+
+    def _reply(self, timeout_s):
+        """The server's next message as a dict, or None (it ended, stopped answering, or said nonsense)."""
+        self.control.settimeout(timeout_s)
+        try:
+            data = json.loads(self.control.recv(4096))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def workdir(self) -> Path:
+        """A fresh dir for the next child, inside the base dir; the server is (re)started first when needed."""
+        if self.process is None:
+            self._start()
+        workdir = Path(tempfile.mkdtemp(prefix="w_", dir=self.base))
+        if self.uid is not None:
+            os.chown(workdir, self.uid, self.uid)
+        return workdir
+
+    def run(self, request: dict, workdir: Path) -> Outcome:
+        (workdir / "request.json").write_text(json.dumps({**request, "out": str(self.inside / workdir.name),
+                                                          "path": _site_as_seen()}))
+        if self.uid is not None:
+            os.chown(workdir / "request.json", self.uid, self.uid)
+        started = time.monotonic()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            socket.send_fds(self.control, [json.dumps({"dir": workdir.name}).encode()], [out_w, err_w])
+        except OSError:
+            reply = None
+        else:
+            reply = "sent"
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        out, err = _Capture(os.fdopen(out_r, "rb"), self.limits.output_bytes), \
+            _Capture(os.fdopen(err_r, "rb"), self.limits.output_bytes)
+        if reply:
+            reply = self._reply(self.limits.timeout_s + 30.0)
+        ok = reply is not None and isinstance(reply.get("status"), int) and isinstance(reply.get("timed_out"),
+                                                                                         bool)
+        if not ok or reply.get("clean") is not True:
+            self.close()  # the next child gets a fresh server
+        else:
+            self._tidy(keep=workdir)
+        out.join(5)
+        err.join(5)
+        seconds = time.monotonic() - started
+        if not ok:
+            timed_out = seconds >= self.limits.timeout_s
+            return Outcome(-signal.SIGKILL, timed_out, seconds, out.text(), err.text(), lost=not timed_out)
+        return Outcome(os.waitstatus_to_exitcode(reply["status"]), reply["timed_out"], seconds, out.text(),
+                       err.text())
+
+    def _tidy(self, keep: Path):
+        """Remove what a child made in the base dir beside its own dir (possible only where it runs as the grader's
+        own user, with bubblewrap but no uid to drop to), so the next child finds nothing of it there."""
+        for entry in os.scandir(self.base):
+            if entry.name in ("export.py", keep.name):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+    def close(self):
+        """End the server and everything it started; free its uid and cgroup."""
+        if self.process is None:
+            return
+        with contextlib.suppress(OSError):
+            self.control.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        _until_gone(self.process.pid)
+        self.stack.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+        self.process = None
+
+
+_WARM = {}  # scratch dir -> this process's Warm for it
+
+
+def warm_possible() -> bool:
+    """Whether this machine confines a warm sandbox's children as it would cold ones: under bubblewrap, or under a
+    uid of their own (kill(-1) then reaches exactly the sandbox's processes). Otherwise children start cold."""
+    j = jail()
+    return bool(j.bwrap or j.drop)
+
+
+def new_workdir(scratch: Path, limits: Limits) -> Path:
+    """A fresh working dir for one child under `scratch`: one of this process's warm sandbox when `limits.warm`
+    and the machine allow it (started on first use), else a plain dir for a cold child."""
+    if limits.warm and warm_possible():
+        warm = _WARM.setdefault(Path(scratch), Warm(Path(scratch), limits))
+        try:
+            return warm.workdir()
+        except (OSError, RuntimeError) as exc:
+            print(f"autograde: the warm sandbox is unavailable, so each child starts cold ({exc})", file=sys.stderr)
+            limits.warm = False
+    return Path(tempfile.mkdtemp(prefix="sandbox-", dir=scratch))
+
+
+def close_warm():
+    """End this process's warm sandboxes (a worker's last act)."""
+    while _WARM:
+        _WARM.popitem()[1].close()
 
 
 def _run(argv, cwd, env, pass_fds, limits: Limits, preexec) -> Outcome:

@@ -17,6 +17,7 @@ from collections import deque
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from . import sandbox
 from .check import Result
 
 START_METHOD = "spawn"
@@ -31,8 +32,6 @@ def _worker_main(conn, context, slot, memory_bytes):
     """A worker's life: say hello, then grade each task received until told to stop."""
     import torch
 
-    from .grade import grade
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's to handle
     signal.signal(signal.SIGTERM, _exit)  # so finally-blocks run: the sandbox's kills its child
     hello = {"pid": os.getpid(), "start_method": multiprocessing.get_start_method(),
@@ -41,6 +40,15 @@ def _worker_main(conn, context, slot, memory_bytes):
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     torch.set_num_threads(context.limits.threads)
     conn.send_bytes(json.dumps(hello).encode())
+    try:
+        _serve(conn, context, slot)
+    finally:
+        sandbox.close_warm()  # the warm sandbox the tasks started, and all it runs
+
+
+def _serve(conn, context, slot):
+    from .grade import grade
+
     while True:
         try:
             task = json.loads(conn.recv_bytes())

@@ -1,11 +1,14 @@
 """Benchmark: grade N copies of each assignment's reference and report where the time and memory go.
 
-    .venv/bin/python bench/grade_copies.py [--copies 4] [--jobs 1] [--device cpu|cuda] [--assignment NAME ...]
+    .venv/bin/python bench/grade_copies.py [--copies 4] [--jobs 1] [--device cpu|cuda] [--cold-sandbox]
+                                           [--assignment NAME ...]
 
 Per assignment and submission (means over the copies): process start (the sandboxed child importing torch), load
 (parsing the submission), export (defining and exporting its models in the child), rebuild, checks and the
-training run; then the wall time per submission of the whole batch, and peak resident memory of the grading
-process and of the largest child. Speed is also given in the kit's yardstick, which machines of different speed
+training run; a submission's whole grading in its worker (what each further student costs); then the wall time
+per submission of the whole batch (which also holds, once per run, reading the reference's cached result and
+starting the workers and their warm sandbox), and peak resident memory of the grading process and of the largest
+child. Speed is also given in the kit's yardstick, which machines of different speed
 share: seconds per submission over seconds of one Adam step (batch 32) of the ResNet-50 "layer4" reference,
 measured in the same run.
 """
@@ -54,7 +57,7 @@ def training_step_seconds(device, steps=10):
     return (time.monotonic() - started) / steps
 
 
-def grade_copies(assignment, copies, jobs, device, work: Path) -> dict:
+def grade_copies(assignment, copies, jobs, device, work: Path, cold=False) -> dict:
     """{stage: mean seconds} and the batch's wall time of grading `copies` copies of the reference."""
     subs = []
     for i in range(copies):
@@ -66,12 +69,13 @@ def grade_copies(assignment, copies, jobs, device, work: Path) -> dict:
     shutil.rmtree(out / "state")
     started = time.monotonic()
     cli.main(["--assignment", assignment.name, "--out", str(out), "--device", device, "--jobs", str(jobs),
-              "--force", *map(str, subs)])
+              "--force", *(["--cold-sandbox"] if cold else []), *map(str, subs)])
     wall = time.monotonic() - started
     states = [json.loads(p.read_text()) for p in (out / "state").glob("*.json")]
     assert all(s["score"] == s["max_score"] for s in states), "a copy of the reference lost points"
     timings = {stage: statistics.mean(s["timings"].get(stage, 0.0) for s in states) for stage in STAGES}
     timings["sandbox (start + export + exit)"] = statistics.mean(s["timings"]["sandbox"] for s in states)
+    timings["per submission, in its worker"] = statistics.mean(s["timings"]["total"] for s in states)
     return timings, wall
 
 
@@ -80,6 +84,7 @@ def main():
     parser.add_argument("--copies", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cold-sandbox", action="store_true", help="start each child fresh (autograde's flag)")
     parser.add_argument("--assignment", nargs="*", default=sorted(ASSIGNMENTS), choices=sorted(ASSIGNMENTS))
     args = parser.parse_args()
     step = training_step_seconds(args.device)
@@ -87,10 +92,12 @@ def main():
     for name in args.assignment:
         work = Path(tempfile.mkdtemp(prefix="bench-"))
         try:
-            timings, wall = grade_copies(ASSIGNMENTS[name], args.copies, args.jobs, args.device, work)
+            timings, wall = grade_copies(ASSIGNMENTS[name], args.copies, args.jobs, args.device, work,
+                                         args.cold_sandbox)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        print(f"\n{name}: {args.copies} copies of the reference, --jobs {args.jobs}, training on {args.device}")
+        print(f"\n{name}: {args.copies} copies of the reference, --jobs {args.jobs}, training on {args.device}, "
+              f"{'cold' if args.cold_sandbox else 'warm'} sandbox")
         for stage, seconds in timings.items():
             print(f"  {stage:<32} {seconds:6.2f} s   ({seconds / step:5.1f} steps)")
         print(f"  {'wall time per submission':<32} {wall / args.copies:6.2f} s   (batch {wall:.1f} s)")

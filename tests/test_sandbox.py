@@ -18,18 +18,39 @@ needs_bwrap = pytest.mark.skipif(not CONFINED and os.environ.get("CI") != "true"
                                  reason="bubblewrap is not installed here (CI installs it): the child is not confined")
 
 
-def probe(code_by_name: dict, limits=sandbox.Limits(timeout_s=90)):
-    """{name: what the probe saw} from one child that runs each probe's code in a class body."""
-    chunks = [{"label": name, "code": "class Probe:\n" + "\n".join("    " + line for line in code.splitlines())}
-              for name, code in code_by_name.items()]
-    work = sandbox.scratch_dir() / "work"
-    try:
-        outcome = sandbox.run_export({"chunks": chunks, "models": []}, work, limits)
-        assert outcome.cause is None, outcome.stderr
-        notes = json.loads((work / "definitions.json").read_text())["notes"]
-    finally:
-        shutil.rmtree(work.parent, ignore_errors=True)
+WARM = sandbox.warm_possible()
+MODES = ["cold", pytest.param("warm", marks=pytest.mark.skipif(not WARM, reason="no warm sandbox here: neither "
+                                                                              "bubblewrap nor a uid to drop to"))]
+
+
+def chunks_of(code_by_name: dict) -> list:
+    """Each probe's code in a class body (the loader's definitions run class bodies)."""
+    return [{"label": name, "code": "class Probe:\n" + "\n".join("    " + line for line in code.splitlines())}
+            for name, code in code_by_name.items()]
+
+
+def notes_of(workdir: Path) -> dict:
+    notes = json.loads((workdir / "definitions.json").read_text())["notes"]
     return {note.split(",", 1)[0]: note.split(": ", 2)[-1] for note in notes}
+
+
+def probe(code_by_name: dict, limits=sandbox.Limits(timeout_s=90), mode="cold"):
+    """{name: what the probe saw} from one child that runs each probe's code in a class body: a fresh process
+    (cold), or one forked by a warm sandbox that has served another child first (warm)."""
+    scratch = sandbox.scratch_dir()
+    try:
+        if mode == "warm":
+            first = sandbox.new_workdir(scratch, limits)
+            assert sandbox.run_export({"chunks": [], "models": []}, first, limits).cause is None
+            shutil.rmtree(first)
+        work = sandbox.new_workdir(scratch, limits) if mode == "warm" else scratch / "work"
+        assert (work.parent.name.startswith("warm-")) == (mode == "warm")
+        outcome = sandbox.run_export({"chunks": chunks_of(code_by_name), "models": []}, work, limits)
+        assert outcome.cause is None, outcome.stderr
+        return notes_of(work)
+    finally:
+        sandbox.close_warm()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def reads(path):
@@ -48,14 +69,16 @@ def secrets(tmp_path, monkeypatch):
     return files
 
 
-def test_the_child_never_sees_the_graders_environment(secrets):
-    seen = probe({"env": "import os\nraise RuntimeError(','.join(sorted(os.environ)))"})
+@pytest.mark.parametrize("mode", MODES)
+def test_the_child_never_sees_the_graders_environment(secrets, mode):
+    seen = probe({"env": "import os\nraise RuntimeError(','.join(sorted(os.environ)))"}, mode=mode)
     assert set(seen["env"].split(",")) <= {"PATH", "HOME", "LANG", "PYTHONDONTWRITEBYTECODE", "OMP_NUM_THREADS",
                                            "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "LC_CTYPE", "TMPDIR", "PWD"}
 
 
 @needs_bwrap
-def test_the_child_reaches_nothing_of_the_grader_by_any_route(secrets):
+@pytest.mark.parametrize("mode", MODES)
+def test_the_child_reaches_nothing_of_the_grader_by_any_route(secrets, mode):
     checks = ROOT / "solutions" / "resnet50_cifar10" / "checks.py"
     git = f"import subprocess\nr = subprocess.run(['git', '-C', {str(ROOT)!r}, 'cat-file', '-p', " \
           f"'HEAD:solutions/resnet50_cifar10/checks.py'], capture_output=True)\n" \
@@ -81,17 +104,19 @@ def test_the_child_reaches_nothing_of_the_grader_by_any_route(secrets):
         "out": reads(secrets["out_results.json"]),
         "data_cache": reads(secrets["data_cache.bin"]),
         "home": "import os\nraise RuntimeError('READ ' + str(os.listdir('/root')))",
-    })
+    }, mode=mode)
     leaked = {k: v for k, v in seen.items() if "SECRET" in v or "do-not-leak" in v or "def test_" in v
               or "ResidualBlock" in v or "Hidden checks" in v or "ref: refs" in v or v.startswith("READ imported")}
     assert not leaked
-    # the child sees only its own namespace: itself and bubblewrap's init
-    assert seen["processes"] in ("READ ['1', '2']", "READ ['1', '2', '3']"), seen["processes"]
+    # the child sees only its own namespace: itself and bubblewrap's init (and, warm, the server that forked it)
+    pids = eval(seen["processes"].removeprefix("READ "))
+    assert pids[:2] == ["1", "2"] and len(pids) <= 3, seen["processes"]
     assert seen["parent_env"] == "READ " or "GRADER_SECRET_TOKEN" not in seen["parent_env"]
 
 
 @needs_bwrap
-def test_the_child_has_no_network_and_a_private_tmp(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_the_child_has_no_network_and_a_private_tmp(tmp_path, mode):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -103,7 +128,7 @@ def test_the_child_has_no_network_and_a_private_tmp(tmp_path):
                        "raise RuntimeError('CONNECTED')",
             "leftovers": f"open('/tmp/{marker}', 'w').write('x')\nopen('/dev/shm/{marker}', 'w').write('x')\n"
                          "raise RuntimeError('WROTE')",
-        })
+        }, mode=mode)
     finally:
         server.close()
     assert "CONNECTED" not in seen["network"]
@@ -113,11 +138,12 @@ def test_the_child_has_no_network_and_a_private_tmp(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0 or sandbox.child_interpreter() is None,
                     reason="privileges are dropped only when the grader runs as root with a reachable interpreter")
-def test_as_root_the_child_is_an_unprivileged_uid_of_its_own(tmp_path):
+@pytest.mark.parametrize("mode", MODES)
+def test_as_root_the_child_is_an_unprivileged_uid_of_its_own(tmp_path, mode):
     secret = tmp_path / "root_only"
     secret.write_text("SECRET")
     os.chmod(secret, 0o600)
-    seen = probe({"uid": "import os\nraise RuntimeError(os.getuid())", "secret": reads(secret)})
+    seen = probe({"uid": "import os\nraise RuntimeError(os.getuid())", "secret": reads(secret)}, mode=mode)
     assert sandbox.CHILD_UID_BASE <= int(seen["uid"]) < sandbox.CHILD_UID_BASE + sandbox.CHILD_UIDS
     assert "SECRET" not in seen["secret"]
     assert "own unprivileged uid, never shared with another child" in sandbox.isolation()
@@ -215,3 +241,135 @@ def running(argv):
             except OSError:
                 pass
     return False
+
+
+# ---- the warm sandbox: nothing of one child reaches the next ---------------------------------------------------
+
+needs_warm = pytest.mark.skipif(not WARM, reason="no warm sandbox here: neither bubblewrap nor a uid to drop to")
+
+
+class Served:
+    """Children forked, one after another, by one warm sandbox, as a grading worker's are."""
+
+    def __init__(self, limits=sandbox.Limits(timeout_s=60)):
+        self.scratch, self.limits = sandbox.scratch_dir(), limits
+
+    def run(self, code_by_name: dict):
+        work = sandbox.new_workdir(self.scratch, self.limits)
+        try:
+            outcome = sandbox.run_export({"chunks": chunks_of(code_by_name), "models": []}, work, self.limits)
+            return outcome, notes_of(work) if (work / "definitions.json").exists() else {}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def server(self):
+        return next(iter(sandbox._WARM.values())).process
+
+    def close(self):
+        sandbox.close_warm()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@pytest.fixture
+def served():
+    served = Served()
+    yield served
+    served.close()
+
+
+MARKER = "cnnkit-" + "student-a-secret"  # never written whole in the second child's code
+
+
+def in_function(code: str) -> str:
+    """A probe's code as a function's body, called at once: comprehensions in a class body see no class names."""
+    return "def probe():\n" + "\n".join("    " + line for line in code.splitlines()) + "\nprobe()"
+
+
+@needs_warm
+def test_a_warm_child_leaves_nothing_the_next_one_can_find(served):
+    a = "M = " + repr(MARKER) + "\n"
+    outcome, seen = served.run({
+        "daemon": a + "import subprocess\nsubprocess.Popen(['setsid', 'sleep', '317'], start_new_session=True)\n"
+                  "raise RuntimeError('STARTED')",
+        "files": a + "import os\nfor d in ('/tmp', '/dev/shm', os.environ['TMPDIR']):\n"
+                 "    try:\n        open(os.path.join(d, 'left-by-a'), 'w').write(M)\n    except OSError:\n"
+                 "        pass\n"
+                 "try:\n    open('../planted.py', 'w').write(M)\nexcept OSError:\n    pass\n"
+                 "raise RuntimeError('WROTE')"})
+    assert outcome.cause is None and seen == {"daemon": "STARTED", "files": "WROTE"}, (outcome.stderr, seen)
+    server = served.server().pid
+    markers = "[('cnnkit-' + 'student-a-secret').encode(), ('cnnkit-' + 'student-c-secret').encode()]"
+    outcome, seen = served.run({name: in_function(code) for name, code in {
+        # every process but bubblewrap's init, the server and this child was killed
+        "processes": "import os\nme = os.getpid()\nraise RuntimeError(sorted(open(f'/proc/{p}/cmdline', 'rb')"
+                     ".read().decode(errors='replace') for p in os.listdir('/proc') if p.isdigit() and "
+                     "int(p) not in (1, me, os.getppid())))",
+        "files": "import os, glob\nraise RuntimeError(sorted(p for d in ('/tmp', '/dev/shm', '..') for p in "
+                 "glob.glob(d + '/*') if 'left-by-a' in p or 'planted' in p))",
+        "memory": f"markers = {markers}\nfound = [0, 0]\n"
+                  "for line in open('/proc/self/maps'):\n    fields = line.split()\n"
+                  "    if 'rw' not in fields[1] or len(fields) > 5 and fields[5].startswith('/'):\n        continue\n"
+                  "    start, end = (int(x, 16) for x in fields[0].split('-'))\n"
+                  "    with open('/proc/self/mem', 'rb') as mem:\n        try:\n            mem.seek(start)\n"
+                  "            chunk = mem.read(end - start)\n        except (OSError, ValueError, OverflowError):\n"
+                  "            continue\n"
+                  "    for i, marker in enumerate(markers):\n        found[i] += chunk.count(marker)\n"
+                  "raise RuntimeError(f'{found[0]} {found[1]}')",
+        "server": "import os\nseen = []\nfor what in ('mem', 'environ', 'fd/0', 'cwd'):\n    try:\n"
+                  "        p = f'/proc/{os.getppid()}/{what}'\n"
+                  "        seen.append(what + ':' + (os.readlink(p) if what in ('fd/0', 'cwd') else "
+                  "str(len(open(p, 'rb').read(64)))))\n    except OSError:\n        pass\n"
+                  "raise RuntimeError(f'reached {seen}')"}.items()})
+    assert outcome.cause is None, outcome.stderr
+    assert served.server().pid == server  # the same server forked both
+    assert seen["processes"] == "[]"
+    assert seen["files"] == "[]"
+    # the server holds nothing of the last child: the memory this child inherited holds the last child's marker no
+    # more often than a control built alike that no child ever had (found: this child's own copies of both)
+    last, control = map(int, seen["memory"].split())
+    assert control >= 1 and last == control, seen["memory"]
+    assert seen["server"] == "reached []"
+    assert not running(["sleep", "317"])
+
+
+@needs_warm
+def test_a_child_that_kills_the_warm_server_loses_only_its_own_run(served):
+    outcome, _ = served.run({"fine": "raise RuntimeError('ok')"})
+    assert outcome.cause is None
+    outcome, _ = served.run({"kills": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\n"
+                                      "time.sleep(30)"})
+    assert outcome.cause.startswith("exit: the grader's sandbox process ended"), outcome
+    assert served.server() is None  # ended, with all it ran
+    outcome, seen = served.run({"after": "raise RuntimeError('graded')"})  # a fresh server
+    assert outcome.cause is None and seen == {"after": "graded"}
+
+
+@needs_warm
+def test_a_warm_child_is_timed_out_bounded_and_its_status_kept():
+    served = Served(sandbox.Limits(timeout_s=15))
+    try:
+        outcome, _ = served.run({"spam": "print('x' * 5_000_000)\nimport subprocess\n"
+                                         "subprocess.Popen(['sleep', '301'])\nwhile True:\n    pass"})
+        assert outcome.timed_out and outcome.cause.startswith("timeout"), outcome
+        assert len(outcome.stdout) < 20_000 and "bytes not kept" in outcome.stdout
+        assert not running(["sleep", "301"])
+        outcome, _ = served.run({"exits": "import os\nos._exit(7)"})
+        assert outcome.returncode == 7 and outcome.cause.startswith("exit: the code ended the process early")
+        outcome, _ = served.run({"signal": "import os, signal\nos.kill(os.getpid(), signal.SIGXCPU)"})
+        assert outcome.cause.startswith("timeout: the code used more CPU time"), outcome
+        outcome, seen = served.run({"after": "raise RuntimeError('graded')"})
+        assert outcome.cause is None and seen == {"after": "graded"}
+    finally:
+        served.close()
+
+
+def test_cold_sandbox_or_a_machine_without_one_starts_each_child_fresh(tmp_path):
+    scratch = sandbox.scratch_dir()
+    try:
+        work = sandbox.new_workdir(scratch, sandbox.Limits(warm=False))
+        assert work.parent == scratch and not sandbox._WARM
+        said = " ".join(sandbox.isolation(warm=False))
+        assert "warm start" not in said
+        assert ("warm start" in " ".join(sandbox.isolation())) == WARM
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
