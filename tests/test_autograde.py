@@ -131,15 +131,17 @@ def test_a_second_run_skips_finished_students_unless_forced(graded, capsys):
 
 
 def test_a_changed_submission_is_graded_again(graded, tmp_path):
-    """Resume trusts a stored result only when it came from the same submission and settings."""
+    """Resume trusts a stored result only when it came from the same submission and settings. The changed one is
+    graded with --cold-sandbox: a fresh child gives what the demo's warm children gave."""
     out = tmp_path / "out"
     shutil.copytree(graded, out)
     changed = tmp_path / "reference.py"  # same student name, different work
-    changed.write_text((SAMPLES / "release.py").read_text())
-    assert cli.main(["--assignment", "resnet50_cifar10", "--out", str(out), str(changed),
+    changed.write_text((SAMPLES / "wrong_num_classes.py").read_text())
+    assert cli.main(["--assignment", "resnet50_cifar10", "--out", str(out), "--cold-sandbox", str(changed),
                      str(SAMPLES / "wrong_num_classes.py")]) == 0
-    assert state(out, "reference")["score"] == 0
+    assert_graded(out, "reference", ALL, *EXPECTED["wrong_num_classes"], max_score=120)  # as the warm one was
     assert state(out, "wrong_num_classes") == state(graded, "wrong_num_classes")  # unchanged: not graded again
+    assert json.loads((out / "summary.json").read_text())["isolation"] == sandbox.isolation(warm=False)
 
 
 def test_resume_keeps_only_results_of_the_same_settings(tmp_path):
