@@ -95,7 +95,19 @@ def _conv2d(m, input, weight, bias=None, stride=1, padding=0, dilation=1, groups
 
 def _batch_norm(m, input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled=True):
     use_batch_stats = m.training or running_mean is None
+    if input.is_meta:  # the dry run: torch's meta batch norm is a slow Python decomposition; only shapes matter
+        return _meta_batch_norm(input, (weight, bias, running_mean, running_var), use_batch_stats)
     return F.batch_norm(input, running_mean, running_var, weight, bias, use_batch_stats, momentum, eps)
+
+
+def _meta_batch_norm(input, per_channel, use_batch_stats):
+    """What F.batch_norm refuses, refused alike; else an output of the input's shape (on the meta device)."""
+    channels = input.shape[1] if input.dim() >= 2 else None
+    if any(t is not None and (channels is None or t.shape != (channels,)) for t in per_channel):
+        raise RuntimeError(f"batch_norm: the per-channel tensors do not fit an input of shape {tuple(input.shape)}")
+    if use_batch_stats and input.numel() == channels:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {input.shape}")
+    return torch.empty_like(input)
 
 
 def _max_pool2d(m, self, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):

@@ -226,6 +226,9 @@ def run_hostile(nodes, message, input_shape=(4, 3), batches=(), weights=WEIGHTS,
     ([node("out", "aten.mean.dim", ref("x"), [1], dtype={"dtype": "__class__"})], "argument 'dtype' must be a dtype"),
     ([node("out", "aten.max_pool2d.default", ref("x"), [1] * 9)], "argument 'kernel_size'"),
     ([node("out", "aten.relu.default", {"ref": "x", "more": 1})], "a reference must be"),
+    # the dry run's own batch norm (torch's meta one is slow) refuses per-channel tensors that do not fit, as torch's
+    ([node("out", "aten.batch_norm.default", ref("x"), ref("w"), None, None, None, False, 0.1, 1e-5, True)],
+     r"does not run on its own example input \(RuntimeError: 'batch_norm: the per-channel tensors do not fit"),
     ([node("out", "aten.relu.default", ref("x")), node("out", "aten.relu.default", ref("x"))], "used twice"),
     ([node("out", "aten.relu.default", ref("x")) | {"shape": "big"}], "its shape must be"),
     ([node("out", "aten.relu.default", ref("x")) | {"module": "a." * 100}], "its module path must be"),
@@ -238,8 +241,8 @@ def run_hostile(nodes, message, input_shape=(4, 3), batches=(), weights=WEIGHTS,
     (relus(7), None),
 ], ids=["huge-string", "huge-list", "huge-int", "40-squarings", "divide-by-zero", "forward-ref", "unknown-ref",
         "string-for-tensor", "size-for-tensor", "nan", "inf", "unknown-kwarg", "too-many-args", "missing-arg",
-        "pad-mode", "dtype", "long-int-list", "bad-ref", "duplicate-name", "bad-shape", "deep-module", "bad-name",
-        "output-not-tensor", "too-many-nodes", "pad-at-batch-32", "total-memory"])
+        "pad-mode", "dtype", "long-int-list", "bad-ref", "batch-norm-misfit", "duplicate-name", "bad-shape",
+        "deep-module", "bad-name", "output-not-tensor", "too-many-nodes", "pad-at-batch-32", "total-memory"])
 def test_hostile_graphs_are_refused_quickly(nodes, message):
     if message is not None:
         run_hostile(nodes, message)
