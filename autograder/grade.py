@@ -412,7 +412,8 @@ def grade(student: str, path: Path, context: Context, scratch: Path, slot: int =
     of the submission could be read (a corrupt zip, say): the student then gets 0 with that message."""
     begun = time.monotonic()
     timings, source, picked, params = {}, str(path), "", {}
-    workdir = sandbox.new_workdir(scratch, context.limits)
+    workdir = sandbox.new_workdir(scratch, context.limits)  # the first one also starts the warm sandbox
+    started_sandbox = time.monotonic() - begun
     try:
         if error:
             raise LoadError(error)
@@ -442,6 +443,7 @@ def grade(student: str, path: Path, context: Context, scratch: Path, slot: int =
     results = run_checks(context.checklist.file, graded)
     timings["checks"] = time.monotonic() - started - timings.get("training", 0.0)
     timings["total"] = time.monotonic() - begun
+    timings["workdir"] = started_sandbox
     key = {**context.key, "submission": submission_hash(path) if path.exists() else ""}
     return StudentResult(student, source, results, cause, notes, timings, context.data, picked or "", key)
 

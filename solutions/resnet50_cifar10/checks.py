@@ -26,6 +26,12 @@ EXPORTS = [
 ]
 SPEC = {e["name"]: e for e in EXPORTS}
 TRAINING_MODEL = "net"
+# 40 Adam steps of 32 on the CPU, not the kit's default 60 (issue 11: the training run was two thirds of a
+# submission's time). Measured on the synthetic set, each sample's held-out accuracy as a fraction of the reference's
+# (0.77 at 40 steps): the honest learners 1.08-1.12 (stride_on_3x3, wrong_middle_width, wrong_num_classes,
+# missing_block), the plain stacks 0.63 (no_residual_add, and a shortcut gated off) against the bar of 0.8. At 30
+# steps the plain stacks reached 0.77, at 40 steps of 16 the honest stride_on_3x3 only 0.86: too close.
+TRAINING_BUDGET = {"cpu": {"steps": 40}}
 # nbgrader's view (autograde --nbgrader): one autograded cell of the instructor notebook per part, scored with the
 # points of its checks
 PARTS = {
