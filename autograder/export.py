@@ -322,14 +322,15 @@ def _wipe(folder):
     import shutil
 
     for entry in os.scandir(folder):
-        for root, dirs, _ in os.walk(entry.path) if entry.is_dir(follow_symlinks=False) else ():
-            for d in dirs:
-                os.chmod(os.path.join(root, d), 0o700)
-        if entry.is_dir(follow_symlinks=False):
-            os.chmod(entry.path, 0o700)
-            shutil.rmtree(entry.path)
-        else:
+        if not entry.is_dir(follow_symlinks=False):
             os.unlink(entry.path)
+            continue
+        os.chmod(entry.path, 0o700)
+        for root, dirs, _ in os.walk(entry.path):  # top-down: each dir is made listable before it is entered
+            for d in dirs:
+                if not os.path.islink(os.path.join(root, d)):
+                    os.chmod(os.path.join(root, d), 0o700)
+        shutil.rmtree(entry.path)
 
 
 def _wait(pid, timeout_s):

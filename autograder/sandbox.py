@@ -500,6 +500,8 @@ class Warm:
 
     def workdir(self) -> Path:
         """A fresh dir for the next child, inside the base dir; the server is (re)started first when needed."""
+        if self.process is not None and not self._tidy():
+            self.close()  # something of the last child would stay beside the next: a fresh base dir and server
         if self.process is None:
             self._start()
         workdir = Path(tempfile.mkdtemp(prefix="w_", dir=self.base))
@@ -532,8 +534,6 @@ class Warm:
                                                                                          bool)
         if not ok or reply.get("clean") is not True:
             self.close()  # the next child gets a fresh server
-        else:
-            self._tidy(keep=workdir)
         out.join(5)
         err.join(5)
         seconds = time.monotonic() - started
@@ -543,17 +543,14 @@ class Warm:
         return Outcome(os.waitstatus_to_exitcode(reply["status"]), reply["timed_out"], seconds, out.text(),
                        err.text())
 
-    def _tidy(self, keep: Path):
-        """Remove what a child made in the base dir beside its own dir (possible only where it runs as the grader's
-        own user, with bubblewrap but no uid to drop to), so the next child finds nothing of it there."""
+    def _tidy(self) -> bool:
+        """Remove all but export.py from the base dir: the last child's dir (its grader removes it too) and what a
+        child made beside it (possible only where it runs as the grader's own user: bubblewrap, no uid to drop
+        to), modes it set included. Whether nothing else is left."""
         for entry in os.scandir(self.base):
-            if entry.name in ("export.py", keep.name):
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
+            if entry.name != "export.py":
+                remove(Path(entry.path))
+        return [entry.name for entry in os.scandir(self.base)] == ["export.py"]
 
     def close(self):
         """End the server and everything it started; free its uid and cgroup."""
@@ -568,6 +565,23 @@ class Warm:
         self.stack.close()
         shutil.rmtree(self.base, ignore_errors=True)
         self.process = None
+
+
+def remove(path: Path):
+    """Remove `path` and all under it, whatever modes a child gave its dirs; links are removed, never followed
+    (the child is gone by then: nothing changes under our feet)."""
+    if path.is_symlink() or not path.is_dir():
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o700)
+    for root, dirs, _ in os.walk(path):  # top-down: each dir is made listable before it is entered
+        for d in dirs:
+            if not os.path.islink(os.path.join(root, d)):
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(root, d), 0o700)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 _WARM = {}  # scratch dir -> this process's Warm for it

@@ -373,3 +373,21 @@ def test_cold_sandbox_or_a_machine_without_one_starts_each_child_fresh(tmp_path)
         assert ("warm start" in " ".join(sandbox.isolation())) == WARM
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_what_a_child_left_is_removed_whatever_its_modes_and_never_through_a_link(tmp_path):
+    outside = tmp_path / "graders_file"
+    outside.write_text("keep")
+    os.chmod(outside, 0o640)
+    (tmp_path / "graders_dir").mkdir(mode=0o750)
+    left = tmp_path / "left"
+    (left / "locked" / "inner").mkdir(parents=True)
+    (left / "locked" / "inner" / "x").write_text("x")
+    os.symlink(outside, left / "locked" / "to_file")
+    os.symlink(tmp_path / "graders_dir", left / "locked" / "to_dir")
+    os.chmod(left / "locked" / "inner", 0)
+    os.chmod(left / "locked", 0)
+    sandbox.remove(left)
+    assert not left.exists()
+    assert outside.read_text() == "keep" and outside.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "graders_dir").stat().st_mode & 0o777 == 0o750
