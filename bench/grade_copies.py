@@ -102,8 +102,8 @@ def main():
         print(f"\n{name}: {args.copies} copies of the reference, --jobs {args.jobs}, training on {args.device}, "
               f"{'cold' if args.cold_sandbox else 'warm'} sandbox")
         for stage, seconds in timings.items():
-            print(f"  {stage:<32} {seconds:6.2f} s   ({seconds / step:5.1f} steps)")
-        print(f"  {'wall time per submission':<32} {wall / args.copies:6.2f} s   (batch {wall:.1f} s)")
+            print(f"  {stage:<38} {seconds:6.2f} s   ({seconds / step:5.1f} steps)")
+        print(f"  {'wall time per submission':<38} {wall / args.copies:6.2f} s   (batch {wall:.1f} s)")
         rows.append((name, wall / args.copies))
     again = training_step_seconds(args.device)  # the machine may have slowed down: both ends are shown
     print(f"\n  {'one training step (yardstick)':<32} {step:6.3f} s   (again at the end: {again:.3f} s)")
