@@ -290,18 +290,50 @@ def warm_up():
     run_eagerly(net, inputs, train=False)
     graph, tensors = export_model(net, inputs, train=True, dynamic=(0,))
     json.dumps(graph)
-    save_bytes(tensors)  # nothing is written: the server may have no dir of its own to write in
+    save_bytes(tensors)  # nothing is written: the server has no dir of its own to write in
     run_eagerly(net, inputs, train=True)
     torch.optim.SGD(net.parameters(), lr=0.1)
 
 
+IOPRIO_GET = {"x86_64": 252, "aarch64": 31}  # the ioprio_get syscall's number, where known
+
+
+def server_state():
+    """What a child could change of the server, or leave in the sandbox, with its own uid's rights alone: resource
+    limits (prlimit), nice value, scheduling, CPU affinity, I/O priority, autogroup, SysV IPC objects and keys.
+    Taken after the warm-up and compared after each child: a server that differs is replaced, never inherited."""
+    import ctypes
+    import os
+    import platform
+    import resource
+
+    state = {"limits": {n: resource.getrlimit(getattr(resource, n)) for n in dir(resource) if n.startswith("RLIMIT_")},
+             "nice": os.getpriority(os.PRIO_PROCESS, 0), "policy": os.sched_getscheduler(0),
+             "priority": os.sched_getparam(0).sched_priority, "cpus": sorted(os.sched_getaffinity(0))}
+    if platform.machine() in IOPRIO_GET:
+        state["ioprio"] = ctypes.CDLL(None).syscall(IOPRIO_GET[platform.machine()], 1, 0)
+    for name in ("/proc/self/autogroup", "/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem",
+                 "/proc/keys"):
+        try:
+            with open(name) as f:
+                text = f.read(1 << 20)
+        except OSError:
+            text = None
+        if name == "/proc/keys" and text:  # which keys exist, not their usage counts or timeouts
+            text = sorted(" ".join(line.split()[:1] + line.split()[7:]) for line in text.splitlines())
+        state[name] = text
+    return state
+
+
 def _kill_the_rest():
-    """Kill every process of this sandbox but this one (kill(-1): all this uid may signal, in its own PID namespace
-    under bubblewrap), and reap them: this process is their subreaper, so none escapes by double-forking."""
+    """Kill every other process of the sandbox (this one is its PID 1 under bubblewrap: kill(-1) reaches all the
+    rest; without bubblewrap, all of this claimed uid's) and reap them, orphans included (this process is their
+    subreaper): none escapes by double-forking or by a session of its own."""
     import os
     import signal
+    import time
 
-    for _ in range(100):
+    for _ in range(500):
         try:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
@@ -311,26 +343,36 @@ def _kill_the_rest():
                 pass
         except ChildProcessError:
             return True
-        import time
         time.sleep(0.01)
     return False
 
 
-def _wipe(folder):
-    """Remove everything inside `folder` (a private /tmp): whatever the child left there, modes included."""
+def _in_helper(function):
+    """Whether `function` succeeded, run in a forked process: what it reads (the names of the files a child left)
+    never enters the server's memory, which the next child inherits."""
     import os
-    import shutil
 
-    for entry in os.scandir(folder):
-        if not entry.is_dir(follow_symlinks=False):
-            os.unlink(entry.path)
-            continue
-        os.chmod(entry.path, 0o700)
-        for root, dirs, _ in os.walk(entry.path):  # top-down: each dir is made listable before it is entered
-            for d in dirs:
-                if not os.path.islink(os.path.join(root, d)):
-                    os.chmod(os.path.join(root, d), 0o700)
-        shutil.rmtree(entry.path)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = function()
+        except BaseException:  # noqa: BLE001
+            ok = False
+        os._exit(0 if ok else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def _wipe(folders):
+    """Empty each folder (the private /tmp, /dev/shm, /dev/mqueue), whatever modes a child set: coreutils walk
+    any depth and never follow a link. Whether they are empty."""
+    import os
+    import subprocess
+
+    for folder in folders:
+        for argv in (["chmod", "-R", "u+rwx", "--", folder], ["find", folder, "-mindepth", "1", "-delete"]):
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=120, check=False)
+    return all(not os.listdir(folder) for folder in folders)
 
 
 def _wait(pid, timeout_s):
@@ -359,8 +401,9 @@ def _wait(pid, timeout_s):
 
 
 def _child(config, job, fds):
-    """The forked child: its own stdout/stderr, nothing else of the server's, its limits; then the export, and
-    the end a script's process would have (atexit handlers, flushed output, the exit status)."""
+    """The forked child: a session, stdout/stderr and nothing else of the server's, its limits, the home, temp dir
+    and argv a cold child has; then the export, and the end a script's process would have (atexit handlers,
+    flushed output, the exit status)."""
     import atexit
     import ctypes
     import os
@@ -369,21 +412,25 @@ def _child(config, job, fds):
 
     code = 1
     try:
+        os.setsid()  # its own session and process group: killing its group, or its autogroup, is not the server's
         os.dup2(fds[0], 1)
         os.dup2(fds[1], 2)
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.closerange(3, 65536)  # the control socket above all: a child must not speak for the server
+        os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+        # every inherited descriptor, the control socket above all: a child must not speak for the server
+        os.closerange(3, max(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 65536))
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh Python
         libc = ctypes.CDLL(None)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with the server
         libc.prctl(4, 1)  # PR_SET_DUMPABLE: the server is not; the child may read its own /proc entries
         cpu = config["cpu_s"]
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
         os.chdir(os.path.join(config["base"], job["dir"]))
-        if not config["wipe"]:  # no private /tmp: the child's own dir is its home and temp dir, as a cold child's
-            os.environ["HOME"] = os.environ["TMPDIR"] = os.getcwd()
+        os.environ["HOME"] = os.getcwd()  # as a cold child's: its own dir
+        if not config["wipe"]:  # no private /tmp: its own dir is its temp dir too
+            os.environ["TMPDIR"] = os.getcwd()
         import tempfile
         tempfile.tempdir = None
+        sys.argv = [os.path.join(config["base"], "export.py"), "request.json"]
         import torch
 
         torch.set_num_threads(config["threads"])
@@ -405,30 +452,36 @@ def _child(config, job, fds):
 
 
 def serve(config_json):
-    """The warm sandbox's server. It is started inside the sandbox like a cold child, imports torch and warms up
-    torch.export, then reads jobs from the control socket (fd 0): a working dir's name and two pipes. For each it
-    forks a child that runs the export there, waits for it (killing it at the time limit), kills whatever the
-    child left running, empties /tmp and /dev/shm, and answers with the child's wait status. It never reads a
-    submission (each child reads its own request after the fork), so no student's data is in what the next child
-    inherits; it is not dumpable, so a child cannot read its memory or reach its socket through /proc."""
+    """The warm sandbox's server. It is started inside the sandbox like a cold child (under bubblewrap as the
+    namespace's PID 1: a child cannot signal it, and kill(-1) reaches every other process), imports torch and
+    warms up torch.export, then reads jobs from the control socket (fd 0): a working dir's name and two pipes. For
+    each it forks a child that runs the export there, waits for it (killing it at the time limit), kills whatever
+    the child left running, empties /tmp, /dev/shm and /dev/mqueue, checks that nothing of its own state was
+    changed, and answers with the child's wait status and whether all is clean. It never reads a submission (each
+    child reads its own request after the fork), so no student's data is in what the next child inherits; it is
+    not dumpable, so a child cannot read its memory or reach its socket through /proc."""
     import ctypes
     import os
+    import signal
     import socket
     import time
 
     config = json.loads(config_json)
     sys.path[:0] = config["path"]
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a handled signal would reach PID 1 from inside
     libc = ctypes.CDLL(None)
     libc.prctl(4, 0)  # PR_SET_DUMPABLE 0
     libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans of a child become this process's, to be reaped
     control = socket.socket(fileno=os.dup(0))
     null = os.open("/dev/null", os.O_RDONLY)
     os.dup2(null, 0)
+    os.close(null)
     environment = dict(os.environ)
     warm_up()
     os.environ.clear()  # as it was: torch sets variables of its own while warming up
     os.environ.update(environment)
-    control.send(json.dumps({"ready": True, "pid": os.getpid()}).encode())
+    state = server_state()
+    control.send(json.dumps({"ready": True}).encode())
     while True:
         message, fds, _, _ = socket.recv_fds(control, 4096, 2)
         if not message:
@@ -447,11 +500,8 @@ def serve(config_json):
         status, timed_out = _wait(pid, config["timeout_s"])
         seconds = time.monotonic() - started
         clean = _kill_the_rest()
-        for folder in config["wipe"]:
-            try:
-                _wipe(folder)
-            except OSError:
-                clean = False
+        clean = _in_helper(lambda: _wipe(config["wipe"])) and clean
+        clean = _kill_the_rest() and server_state() == state and clean
         control.send(json.dumps({"status": status, "timed_out": timed_out, "seconds": seconds,
                                  "clean": clean}).encode())
 

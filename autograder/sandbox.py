@@ -313,9 +313,12 @@ def _inside_site_dirs(site_dirs) -> list:
     return [f"/opt/site/{i}" for i in range(len(site_dirs))]
 
 
-def _bwrap_argv(bwrap, python, site_dirs, workdir: Path, limits: Limits) -> list:
-    """bubblewrap's command line: a root holding /usr, the interpreter, site-packages and the scratch dir."""
+def _bwrap_argv(bwrap, python, site_dirs, workdir: Path, limits: Limits, as_pid_1=False) -> list:
+    """bubblewrap's command line: a root holding /usr, the interpreter, site-packages and the scratch dir, where
+    only the scratch dir, /tmp, /dev/shm and /dev/mqueue are writable. `as_pid_1`: the command is the PID
+    namespace's first process (the warm sandbox's server), not a child of bubblewrap's own."""
     args = ["--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
+    args += ["--as-pid-1"] if as_pid_1 else []
     for top in ("lib", "lib64", "lib32", "bin", "sbin"):
         path = Path("/") / top
         if path.is_symlink():
@@ -334,8 +337,8 @@ def _bwrap_argv(bwrap, python, site_dirs, workdir: Path, limits: Limits) -> list
             args += ["--tmpfs", f"{inside}/autograder"]
     args += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-             "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm",
-             "--bind", str(workdir), INSIDE, "--chdir", INSIDE]
+             "--size", str(limits.tmp_bytes), "--tmpfs", "/dev/shm", "--mqueue", "/dev/mqueue",
+             "--bind", str(workdir), INSIDE, "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", INSIDE]
     return [bwrap, *args, python]
 
 
@@ -379,7 +382,7 @@ def protect(paths):
 
 
 @contextlib.contextmanager
-def _confinement(folder: Path, limits: Limits, cpu=None):
+def _confinement(folder: Path, limits: Limits, cpu=None, as_pid_1=False):
     """(argv so far, cwd, env, pass_fds, preexec, the folder as the child sees it, the child's uid or None) to start
     this Python confined,
     with `folder` (and only it) as its working dir; the uid and cgroup are the child's while the context lasts.
@@ -404,7 +407,7 @@ def _confinement(folder: Path, limits: Limits, cpu=None):
                 cgroup = Cgroup(j.cgroup, limits)
                 stack.callback(cgroup.close)
         if j.bwrap:
-            argv = _bwrap_argv(j.bwrap, j.python, j.site_dirs, folder, limits)
+            argv = _bwrap_argv(j.bwrap, j.python, j.site_dirs, folder, limits, as_pid_1)
             read_end, write_end = os.pipe()  # bwrap reads its arguments from here, so /proc shows none of them
             os.write(write_end, b"\0".join(a.encode() for a in argv[1:-1]) + b"\0")
             os.close(write_end)
@@ -443,35 +446,46 @@ def run_export(request: dict, workdir: Path, limits: Limits = Limits(), slot: in
 class Warm:
     """A sandboxed process, confined as a cold child is, that has imported torch and warmed up torch.export once,
     and forks a fresh child per submission (export.py's `serve`): the child starts in a fraction of a second and
-    its first export is not the slow one. Between children, the server kills whatever the last one left running
-    and empties the private /tmp and /dev/shm, and this side removes its dir; a server that could not clean up,
-    or that died or stopped answering, is replaced. Its dirs live in a base dir of their own (the sandbox's
-    /sandbox), which holds one child's dir at a time."""
+    its first export is not the slow one. Between children, the server kills whatever the last one left running,
+    empties the private /tmp, /dev/shm and /dev/mqueue and checks its own state, and this side empties the base
+    dir; a server that could not clean up, was changed, died or stopped answering is replaced. The children's
+    dirs live in a base dir of their own (the sandbox's /sandbox), which holds one child's dir at a time."""
 
     def __init__(self, scratch: Path, limits: Limits):
         self.scratch, self.limits = scratch, limits
         self.process, self.control, self.stack, self.base = None, None, None, None
+        self.stale = []  # base dirs of ended servers: their last child's files are read before they go
 
     def holds(self, workdir: Path) -> bool:
         return self.process is not None and self.base is not None and workdir.parent == self.base
 
     def _start(self):
-        j = jail()
         self.stack = contextlib.ExitStack()
         self.base = Path(tempfile.mkdtemp(prefix="warm-", dir=self.scratch))
+        try:
+            self._start_server()
+        except BaseException:
+            self.stack.close()  # the uid and cgroup it claimed
+            self.process = None
+            remove(self.base)
+            raise
+
+    def _start_server(self):
+        j = jail()
         os.chmod(self.base, 0o711)
         shutil.copy(EXPORT_SCRIPT, self.base / "export.py")
         os.chmod(self.base / "export.py", 0o644)
         # no CPU-time limit of a child's on the server, which runs no student code and lives a whole batch: each
         # child sets its own after the fork
-        confinement = self.stack.enter_context(_confinement(self.base, self.limits, resource.RLIM_INFINITY))
+        confinement = self.stack.enter_context(_confinement(self.base, self.limits, resource.RLIM_INFINITY,
+                                                            as_pid_1=True))
         argv, cwd, env, pass_fds, preexec, self.inside, self.uid = confinement
         if self.uid is not None:  # the base dir stays the grader's: a child can create nothing in it, only in its
             os.chown(self.base, 0, 0)  # own dir
             os.chown(self.base / "export.py", 0, 0)
         config = {"path": _site_as_seen(), "base": str(self.inside), "threads": self.limits.threads,
                   "timeout_s": self.limits.timeout_s, "cpu_s": cpu_seconds(self.limits),
-                  "wipe": ["/tmp", "/dev/shm"] if j.bwrap else []}
+                  "wipe": ["/tmp", "/dev/shm", "/dev/mqueue"] if j.bwrap else []}
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
@@ -486,8 +500,9 @@ class Warm:
         hello = self._reply(120.0)
         if not (hello and hello.get("ready") is True):
             said = self.logs[1].text()[-600:]
-            self.close()
+            self._stop()
             raise RuntimeError(f"the warm sandbox did not start: {said}")
+        (self.base / "export.py").unlink()  # read once; the base dir is empty between children from now on
 
     def _reply(self, timeout_s):
         """The server's next message as a dict, or None (it ended, stopped answering, or said nonsense)."""
@@ -499,9 +514,12 @@ class Warm:
         return data if isinstance(data, dict) else None
 
     def workdir(self) -> Path:
-        """A fresh dir for the next child, inside the base dir; the server is (re)started first when needed."""
-        if self.process is not None and not self._tidy():
-            self.close()  # something of the last child would stay beside the next: a fresh base dir and server
+        """A fresh dir for the next child, inside the base dir; the server is (re)started first when needed: when
+        it ended since the last child, or something of the last child would stay beside the next."""
+        while self.stale:
+            remove(self.stale.pop())
+        if self.process is not None and (self.process.poll() is not None or not self._tidy()):
+            self.close()
         if self.process is None:
             self._start()
         workdir = Path(tempfile.mkdtemp(prefix="w_", dir=self.base))
@@ -510,10 +528,14 @@ class Warm:
         return workdir
 
     def run(self, request: dict, workdir: Path) -> Outcome:
-        (workdir / "request.json").write_text(json.dumps({**request, "out": str(self.inside / workdir.name),
-                                                          "path": _site_as_seen()}))
-        if self.uid is not None:
-            os.chown(workdir / "request.json", self.uid, self.uid)
+        data = json.dumps({**request, "out": str(self.inside / workdir.name), "path": _site_as_seen()}).encode()
+        fd = os.open(workdir / "request.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, data)
+            if self.uid is not None:
+                os.fchown(fd, self.uid, self.uid)
+        finally:
+            os.close(fd)
         started = time.monotonic()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -533,27 +555,31 @@ class Warm:
         ok = reply is not None and isinstance(reply.get("status"), int) and isinstance(reply.get("timed_out"),
                                                                                          bool)
         if not ok or reply.get("clean") is not True:
-            self.close()  # the next child gets a fresh server
+            self._stop()  # the next child gets a fresh server; this one's files stay to be read
         out.join(5)
         err.join(5)
         seconds = time.monotonic() - started
+        over = seconds > self.limits.timeout_s + 5  # the server was stopped by the child, say
         if not ok:
-            timed_out = seconds >= self.limits.timeout_s
-            return Outcome(-signal.SIGKILL, timed_out, seconds, out.text(), err.text(), lost=not timed_out)
-        return Outcome(os.waitstatus_to_exitcode(reply["status"]), reply["timed_out"], seconds, out.text(),
+            return Outcome(-signal.SIGKILL, over, seconds, out.text(), err.text(), lost=not over)
+        return Outcome(os.waitstatus_to_exitcode(reply["status"]), reply["timed_out"] or over, seconds, out.text(),
                        err.text())
 
     def _tidy(self) -> bool:
-        """Remove all but export.py from the base dir: the last child's dir (its grader removes it too) and what a
-        child made beside it (possible only where it runs as the grader's own user: bubblewrap, no uid to drop
-        to), modes it set included. Whether nothing else is left."""
-        for entry in os.scandir(self.base):
-            if entry.name != "export.py":
+        """Empty the base dir: the last child's dir (its grader removes it too) and what a child made beside it
+        (possible only where it runs as the grader's own user: bubblewrap, no uid to drop to), modes it set
+        included. Whether it is empty."""
+        try:
+            os.chmod(self.base, 0o711)
+            for entry in os.scandir(self.base):
                 remove(Path(entry.path))
-        return [entry.name for entry in os.scandir(self.base)] == ["export.py"]
+            return not os.listdir(self.base)
+        except OSError:
+            return False
 
-    def close(self):
-        """End the server and everything it started; free its uid and cgroup."""
+    def _stop(self):
+        """End the server and everything it started; free its uid and cgroup. Its base dir stays until the next
+        child's dir is made (or `close`), so the last child's files can still be read."""
         if self.process is None:
             return
         with contextlib.suppress(OSError):
@@ -563,25 +589,28 @@ class Warm:
         self.process.wait()
         _until_gone(self.process.pid)
         self.stack.close()
-        shutil.rmtree(self.base, ignore_errors=True)
         self.process = None
+        self.stale.append(self.base)
+
+    def close(self):
+        """End the server, and remove every base dir it had."""
+        self._stop()
+        while self.stale:
+            remove(self.stale.pop())
 
 
 def remove(path: Path):
-    """Remove `path` and all under it, whatever modes a child gave its dirs; links are removed, never followed
-    (the child is gone by then: nothing changes under our feet)."""
+    """Remove `path` and all under it, whatever modes a child gave its dirs and however deep: coreutils' `chmod -R`
+    and `rm -rf` walk any depth and never follow a link met on the way (a link given as `path` is removed)."""
     if path.is_symlink() or not path.is_dir():
         with contextlib.suppress(OSError):
             path.unlink()
         return
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o700)
-    for root, dirs, _ in os.walk(path):  # top-down: each dir is made listable before it is entered
-        for d in dirs:
-            if not os.path.islink(os.path.join(root, d)):
-                with contextlib.suppress(OSError):
-                    os.chmod(os.path.join(root, d), 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+    for argv in (["chmod", "-R", "u+rwx", "--", str(path)], ["rm", "-rf", "--", str(path)]):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=300, check=False)
+    shutil.rmtree(path, ignore_errors=True)  # where coreutils are missing
 
 
 _WARM = {}  # scratch dir -> this process's Warm for it
