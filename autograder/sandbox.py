@@ -610,7 +610,8 @@ def remove(path: Path):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=300, check=False)
-    shutil.rmtree(path, ignore_errors=True)  # where coreutils are missing
+    with contextlib.suppress(RecursionError):  # where coreutils are missing
+        shutil.rmtree(path, ignore_errors=True)
 
 
 _WARM = {}  # scratch dir -> this process's Warm for it
