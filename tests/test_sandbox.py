@@ -376,7 +376,8 @@ def test_a_warm_server_that_dies_costs_only_the_run_in_hand(served):
     killer.join()
     assert outcome.cause.startswith("exit: the grader's sandbox process ended"), outcome
     served.run({"warm": "raise RuntimeError('ok')"})
-    served.server().kill()  # between two children
+    served.server().kill()  # between two children: dead (and reaped) before the next one starts
+    served.server().wait()
     outcome, seen = served.run({"after": "raise RuntimeError('graded')"})
     assert outcome.cause is None and seen == {"after": "graded"}
 
