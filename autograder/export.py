@@ -500,8 +500,7 @@ def serve(config_json):
         status, timed_out = _wait(pid, config["timeout_s"])
         seconds = time.monotonic() - started
         clean = _kill_the_rest()
-        clean = _in_helper(lambda: _wipe(config["wipe"])) and clean
-        clean = _kill_the_rest() and server_state() == state and clean
+        clean = _in_helper(lambda: _wipe(config["wipe"])) and server_state() == state and clean
         control.send(json.dumps({"status": status, "timed_out": timed_out, "seconds": seconds,
                                  "clean": clean}).encode())
 
