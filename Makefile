@@ -24,7 +24,7 @@ bench: $(VENV)/.ready
 	$(PY) bench/grade_copies.py --copies $(BENCH_COPIES) --jobs $(BENCH_JOBS)
 
 # One Gradescope autograder.zip per assignment, under out/gradescope/<assignment>/ (GRADESCOPE_ARGS: e.g.
-# --visibility training_accuracy=after_published resnet_paper_cifar10).
+# --visibility training_keeps_up=after_published resnet_paper_cifar10).
 gradescope: $(VENV)/.ready
 	$(PY) -m autograder.gradescope $(GRADESCOPE_ARGS)
 

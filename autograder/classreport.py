@@ -128,6 +128,8 @@ def _facts(summary: dict, written: str) -> list:
         chance = training.get("chance")
         rows.append(("reference's held-out accuracy", esc(f"{training['accuracy']:.1%}" + (
             f" (chance: {chance:.0%})" if isinstance(chance, (int, float)) else ""))))
+    elif isinstance(training, dict) and isinstance(training.get("fit"), (int, float)):
+        rows.append(("reference's lowest loss on one fixed batch", esc(f"{training['fit']:.3f}")))
     if isinstance(summary.get("seconds"), (int, float)):
         rows.append(("run time", esc(f"{summary['seconds']:g} s")))
     workers = summary.get("workers")

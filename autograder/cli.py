@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import report, sandbox
 from .assignments import ASSIGNMENTS, ROOT, SOLUTIONS
 from .grade import Checklist, prepare, submission_hash
+from .train import outcome
 from .load import find_submissions
 from .nbgrader_course import Course, CourseError
 from .train import DataError
@@ -184,7 +185,7 @@ def main(argv=None):
         parser.error(str(exc))
     columns = context.checklist.columns()
     print(f"data for the training run: {context.data}; the reference reaches "
-          f"{context.reference.reference_training['accuracy']:.0%} held-out accuracy", file=sys.stderr)
+          f"{outcome(context.reference.reference_training)}", file=sys.stderr)
 
     submissions = course.submissions() if course else unique(find_submissions(args.submissions, scratch))
     todo = [s for s in submissions if args.force or not report.done(

@@ -9,6 +9,7 @@ import torch
 from autograder import cli, report, sandbox
 from autograder.assignments import ROOT
 from autograder.grade import StudentResult
+from autograder.probes import FIT_FLOOR
 from tests.helpers import assert_feedback_hides, assert_graded, demo_results, long_lines, state
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
@@ -17,7 +18,7 @@ BLOCK_DOWN = {"block_down_output_shape", "block_down_layers", "block_down_stride
 BLOCK_PLAIN = {"block_plain_output_shape", "block_plain_layers", "block_plain_strides", "block_plain_residual"}
 NET = {"stem", "layer2", "avgpool", "fc_output", "total_parameters", "layer3", "layer3_parameters",
        "layer3_block_shapes", "layer4", "layer4_parameters", "layer4_block_shapes"}
-TRAINING = {"training_gradient_reaches_every_layer", "training_loss_falls", "training_accuracy"}
+TRAINING = {"training_gradient_reaches_every_layer", "training_loss_falls", "training_keeps_up"}
 ALL = BLOCK_DOWN | BLOCK_PLAIN | NET | TRAINING
 
 EXPECTED = {  # sample: (score out of 120, the checks it fails)
@@ -32,7 +33,7 @@ EXPECTED = {  # sample: (score out of 120, the checks it fails)
     "wrong_middle_width": (100, {"block_plain_layers", "layer3_parameters", "layer4_parameters", "total_parameters"}),
     # a plain 40-layer stack: shortcuts unused, and it learns measurably slower than the residual net
     "no_residual_add": (100, {"block_down_residual", "block_plain_residual", "training_gradient_reaches_every_layer",
-                              "training_accuracy"}),
+                              "training_keeps_up"}),
     "wrong_num_classes": (110, {"fc_output", "total_parameters"}),
     # fc cannot take 1024 x 2 x 2: the net does not run, but every stage exported alone is right except the pool
     "wrong_avgpool": (100, {"avgpool"} | TRAINING),
@@ -83,6 +84,21 @@ def test_feedback_explains_each_failure(graded):
     assert "first 1x1 (the paper's placement)" in found
     feedback = (graded / "feedback" / "missing_block.md").read_text()
     assert "**Score: 95 / 120**" in feedback and "layer3: expected 4 blocks" in feedback
+
+
+def test_the_cpu_training_run_fits_one_fixed_batch_and_says_so(graded):
+    """On the CPU the run is 8 steps on one batch: the plain stack's lowest loss on it is many times the
+    reference's, and its feedback says what was measured against what."""
+    budget = state(graded, "reference")["key"]["budget"]
+    assert budget["steps"] == 8 and budget["batch"] == 32 and budget["one_batch"]
+    summary = json.loads((graded / "summary.json").read_text())
+    ref = summary["reference_training"]
+    assert "accuracy" not in ref and 0 < ref["fit"] < ref["first_loss"] / 10
+    plain = {r["name"]: r["message"] for r in state(graded, "no_residual_add")["results"]}["training_keeps_up"]
+    assert f"expected a loss of at most {max(5 * ref['fit'], FIT_FLOOR):.3f} on one fixed batch within 8 steps" in plain
+    assert f"5x the reference's lowest, {ref['fit']:.3f}" in plain and "shortcuts" in plain
+    honest = {r["name"]: r["message"] for r in state(graded, "stride_on_3x3")["results"]}["training_keeps_up"]
+    assert "on one fixed batch of 32" in honest and f"(reference: lowest loss {ref['fit']:.3f}" in honest
 
 
 def test_feedback_shows_neither_check_source_nor_solution_code(graded):

@@ -1,4 +1,5 @@
 """The synthetic set is CIFAR-10's real on-disk format, read by torchvision's reader, and learnable (not trivially)."""
+import math
 import pickle
 
 import numpy as np
@@ -11,6 +12,7 @@ from torchvision import transforms
 from torchvision.datasets import CIFAR10
 
 from autograder.data import CLASSES, FOLDER, TEST_FILE, TRAIN_FILES, describe, open_cifar10
+from autograder.train import Budget, outcome, task_data, training_run
 
 
 def test_files_are_python2_pickles_like_the_real_batches(synthetic_root):
@@ -98,6 +100,25 @@ def test_a_small_cnn_learns_it_above_chance(synthetic_root):
         accuracy = (net(images).argmax(dim=1) == labels).float().mean().item()
     assert np.mean(losses[-20:]) < np.mean(losses[:20])
     assert accuracy > 0.4, f"held-out accuracy {accuracy:.2f}"
+
+
+def test_the_one_batch_run_reports_the_lowest_finite_loss_on_its_batch(synthetic_root):
+    """A deep net's cheaper task: steps on one fixed batch and the lowest loss reached, never a NaN one; no
+    held-out accuracy, which a few steps would leave at chance."""
+    budget = Budget(steps=6, one_batch=True)
+    data = task_data(synthetic_root, budget)
+    torch.manual_seed(0)
+    small = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 2))
+    run = training_run(small, data, budget, "cpu")
+    assert "accuracy" not in run and 0 < run["fit"] < run["first_loss"]
+    assert outcome(run) == f"lowest loss {run['fit']:.3f} on one fixed batch of 32"
+    held_out = training_run(small, data, Budget(steps=6), "cpu")
+    assert "fit" not in held_out and outcome(held_out) == f"{held_out['accuracy']:.0%} held-out accuracy"
+    broken = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
+    with torch.no_grad():
+        broken[1].bias.fill_(float("nan"))
+    assert training_run(broken, data, budget, "cpu")["fit"] == math.inf
 
 
 class _Planted:

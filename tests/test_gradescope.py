@@ -26,7 +26,7 @@ jsonschema = pytest.importorskip("jsonschema")  # installed with nbformat, which
 ASSIGNMENT = ASSIGNMENTS["resnet_paper_cifar10"]
 TOTAL = 100
 BUG = "stride_on_second_conv"  # a bare .py, graded inside a student folder with junk beside it
-VISIBILITY = {"block_stride": "hidden", "training_accuracy": "after_published"}
+VISIBILITY = {"block_stride": "hidden", "training_keeps_up": "after_published"}
 
 # Gradescope's results.json (https://gradescope-autograders.readthedocs.io/en/latest/specs/, as facts.md says)
 LEVEL = {"enum": ["hidden", "after_due_date", "after_published", "visible"]}
@@ -216,7 +216,7 @@ def test_broken_upload_scores_zero_with_its_message(root, files, message):
     assert sum(t["max_score"] for t in results["tests"]) == TOTAL
     assert message in results["output"]
     assert results["tests"] and message in results["tests"][0]["output"]
-    assert by_check(results)["training_accuracy"]["visibility"] == "after_published"
+    assert by_check(results)["training_keeps_up"]["visibility"] == "after_published"
 
 
 def test_empty_upload(root):

@@ -22,7 +22,7 @@ BLOCK = {"block_output_shapes", "block_layers", "block_stride", "block_residual"
 PLAIN = {"plain_block", "plain_net"}
 NET = {"stem", "stages", "output", "num_classes", "default_builder", "parameters_option_a", "parameters_option_b",
        "depth"}
-TRAINING = {"training_gradient_reaches_every_layer", "training_loss_falls", "training_accuracy"}
+TRAINING = {"training_gradient_reaches_every_layer", "training_loss_falls", "training_keeps_up"}
 ALL = BLOCK | PLAIN | NET | TRAINING
 PARAMETERS = {"parameters_option_a", "parameters_option_b"}
 

@@ -20,7 +20,7 @@ ASSIGNMENT = ASSIGNMENTS["resnet34_optimizers"]
 BLOCK = {"block_output_shapes", "block_layers", "identity_shortcut", "projection", "block_residual"}
 NET = {"stem", "stages", "stages_128", "parameters", "output", "num_classes", "depth"}
 OPTIMIZER = {"sgd", "adam", "sgd_m095", "lr_and_parameters"}
-TRAINING = {"training_gradient_reaches_every_layer", "training_loss_falls", "training_accuracy"}
+TRAINING = {"training_gradient_reaches_every_layer", "training_loss_falls", "training_keeps_up"}
 ALL = BLOCK | NET | OPTIMIZER | TRAINING
 
 EXPECTED = {  # sample: (score out of 100, the checks it fails)
@@ -95,10 +95,12 @@ def test_feedback_shows_neither_check_source_nor_solution_code(graded):
 def test_the_training_run_is_the_assignments_own_short_budget(graded):
     checklist = Checklist.of(ASSIGNMENT)
     budget = checklist.budget("cpu")
-    assert (budget.steps, budget.batch, budget.lr) == (40, 16, 5e-4) and budget.classes == BUDGETS["cpu"].classes
+    assert (budget.steps, budget.batch, budget.one_batch) == (8, 32, True) and budget.classes == BUDGETS["cpu"].classes
     assert checklist.budget("cuda") == BUDGETS["cuda"]
-    assert 16 in checklist.batches("net") and 16 not in checklist.batches("block")
-    assert state(graded, "reference")["key"]["budget"]["steps"] == 40
+    assert 200 in checklist.batches("net") and 200 not in checklist.batches("block")
+    assert state(graded, "reference")["key"]["budget"]["steps"] == 8
+    honest = {r["name"]: r["message"] for r in state(graded, "projection_everywhere")["results"]}["training_keeps_up"]
+    assert "lowest loss" in honest and "on one fixed batch of 32" in honest
 
 
 # ---- make_optimizer as plain data ----

@@ -20,7 +20,7 @@ BLOCKS = {"block_output_shapes", "basic_block_layers", "bottleneck_layers", "ide
           "block_residual"}
 RESNET = {"stem", "stages", "flops", "num_classes"}
 BUILDERS = {"parameters", "in_channels", "structure_basic", "structure_bottleneck"}
-TRAINING = {"training_gradient_reaches_every_layer", "training_loss_falls", "training_accuracy"}
+TRAINING = {"training_gradient_reaches_every_layer", "training_loss_falls", "training_keeps_up"}
 ALL = BLOCKS | RESNET | BUILDERS | TRAINING
 
 EXPECTED = {  # sample: (score out of 100, the checks it fails)
@@ -88,8 +88,8 @@ def test_feedback_names_module_expected_got_and_next_step(graded):
     assert "resnet18: 0 fewer" in messages(graded, "in_channels_ignored")["in_channels"]
     assert "could not run on an input of shape (4, 1, 28, 28)" in messages(graded, "in_channels_ignored")["stem"]
     assert "Bottleneck(64, 64) could not run" in messages(graded, "projection_on_stride_only")["block_output_shapes"]
-    assert "held-out accuracy" in messages(graded, "reference")["training_accuracy"]
-    assert "MNIST-format set of real handwritten digits" in messages(graded, "reference")["training_accuracy"]
+    assert "held-out accuracy" in messages(graded, "reference")["training_keeps_up"]
+    assert "MNIST-format set of real handwritten digits" in messages(graded, "reference")["training_keeps_up"]
 
 
 def test_feedback_shows_neither_check_source_nor_solution_code(graded):

@@ -49,12 +49,14 @@ PARTS = {
     "make_optimizer": ["sgd", "adam", "sgd_m095", "lr_and_parameters"],
     "training": TRAINING_PART,
 }
-# A ResNet-34 step costs about one yardstick step (bench/), so the run is short: 40 Adam steps of batch 16 at lr 5e-4,
-# and held-out accuracy must reach 70 % of the reference's. On the synthetic set the reference then reaches 92 %,
-# every sample bug that still learns 73 % or more (projections everywhere the least; 83 % for [3, 6, 4, 3]), and a
-# net whose features cannot learn (all but fc frozen) 48 %. At 80 % of the reference, or with fewer images per run,
-# the slowest learner among the bugs fell on either side of the bar with the number of threads.
-TRAINING_BUDGET = {"cpu": {"steps": 40, "batch": 16, "lr": 5e-4, "held_out": 400}}
+# On the CPU, 8 Adam steps of 32 on one fixed batch, and its lowest loss, at most 7x the reference's (issue 11: 40 steps
+# of 16 on held-out accuracy were most of a submission's time). Measured with train.training_run on the synthetic
+# set over three draws of the batch (seeds 0-2) and with one thread or two, as multiples of the reference's lowest
+# loss (0.003-0.048): every sample bug that still runs 0.1-4.4x (projections everywhere the most), a net whose
+# features cannot learn (all but fc frozen) 13.5-188x; at the grading seed, 0, at most 1.0x and 33-55x. On a GPU the
+# held-out run stays, with a bar of 70 % of the reference's accuracy (at 80 % the slowest learner among the bugs fell
+# on either side of the bar with the number of threads, on the CPU's former 40 steps of 16).
+TRAINING_BUDGET = {"cpu": {"steps": 8, "one_batch": True}}
 STAGES = {"layer1": (64, 3), "layer2": (128, 4), "layer3": (256, 6), "layer4": (512, 3)}  # stage: (channels, blocks)
 PROJECTED = ("block_down", "block_channels", "block_stride")
 
@@ -301,5 +303,5 @@ def test_lr_and_parameters(submission):
                    "pass the parameters argument on to the optimizer as it is")
 
 
-test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_accuracy = \
-    training_checks("ResNet34()", input_side="conv1.", accuracy_fraction=0.7)
+test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_keeps_up = \
+    training_checks("ResNet34()", input_side="conv1.", accuracy_fraction=0.7, fit_factor=7)

@@ -26,12 +26,13 @@ EXPORTS = [
 ]
 SPEC = {e["name"]: e for e in EXPORTS}
 TRAINING_MODEL = "net"
-# 40 Adam steps of 32 on the CPU, not the kit's default 60 (issue 11: the training run was two thirds of a
-# submission's time). Measured on the synthetic set, each sample's held-out accuracy as a fraction of the reference's
-# (0.77 at 40 steps): the honest learners 1.08-1.12 (stride_on_3x3, wrong_middle_width, wrong_num_classes,
-# missing_block), the plain stacks 0.63 (no_residual_add, and a shortcut gated off) against the bar of 0.8. At 30
-# steps the plain stacks reached 0.77, at 40 steps of 16 the honest stride_on_3x3 only 0.86: too close.
-TRAINING_BUDGET = {"cpu": {"steps": 40}}
+# On the CPU, 8 Adam steps of 32 on one fixed batch, and its lowest loss (issue 11: 40 steps on held-out accuracy were
+# three quarters of a submission's time). Measured with train.training_run on the synthetic set, as multiples of the
+# reference's lowest loss (0.003-0.014), over three draws of the batch (seeds 0-2) and with one thread or two: the
+# honest learners (stride_on_3x3, wrong_middle_width, wrong_num_classes, missing_block) 0.1-3.7x, the plain stacks
+# (no_residual_add, a shortcut gated off) 11-76x, a net detached before fc 43-209x; the bar is 5x. The grading seed, 0:
+# honest at most 1.0x, plain 14x (one thread) or 38x (two). On held-out accuracy 40 steps separated them and 30 did not.
+TRAINING_BUDGET = {"cpu": {"steps": 8, "one_batch": True}}
 # nbgrader's view (autograde --nbgrader): one autograded cell of the instructor notebook per part, scored with the
 # points of its checks
 PARTS = {
@@ -322,5 +323,5 @@ def _block_shapes(submission, stage):
 
 # ---- the short training run ---------------------------------------------------------------------------------
 
-test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_accuracy = \
-    training_checks("ResNet50_layer4", input_side="layer1.")
+test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_keeps_up = \
+    training_checks("ResNet50_layer4", input_side="layer1.", fit_factor=5)

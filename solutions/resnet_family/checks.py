@@ -356,5 +356,5 @@ def test_structure_bottleneck(submission):
     _structure(submission, ("resnet50", "resnet101", "resnet152"))
 
 
-test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_accuracy = \
+test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_keeps_up = \
     training_checks("resnet18(in_channels=1)", input_side="conv1.", accuracy_fraction=0.8)

@@ -43,6 +43,13 @@ EXPORTS = [  # the build-only ones first: cheap, and what a slow or killed child
 ]
 SPEC = {e["name"]: e for e in EXPORTS}
 TRAINING_MODEL = "net"
+# On the CPU, 12 Adam steps of 32 on one fixed batch, and its lowest loss, at most 60x the reference's (issue 11: the
+# kit's 60 steps on held-out accuracy were most of a submission's time). ResNet-20 fits the batch more slowly than the
+# deep nets, so its bugs spread wider: measured with train.training_run on the synthetic set over three draws of the
+# batch (seeds 0-2) and with one thread or two, as multiples of the reference's lowest loss (0.004-0.010), every sample
+# that runs 0.2-22x (projections everywhere the most, then seed 003's kuangliu file 6x), a net whose features cannot
+# learn (all but fc frozen) 378-742x. On a GPU the kit's held-out run stays.
+TRAINING_BUDGET = {"cpu": {"steps": 12, "one_batch": True}}
 # nbgrader's view (autograde --nbgrader): one autograded cell of the instructor notebook per part, scored with the
 # points of its checks
 PARTS = {
@@ -324,5 +331,5 @@ def test_depth(submission):
                f"{got}", f"resnet{depth} has n = {(depth - 2) // 6} blocks per stage")
 
 
-test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_accuracy = \
-    training_checks("resnet20()", input_side="conv1.")
+test_training_gradient_reaches_every_layer, test_training_loss_falls, test_training_keeps_up = \
+    training_checks("resnet20()", input_side="conv1.", fit_factor=60)
