@@ -195,6 +195,14 @@ def test_empty_class(tmp_path):
     assert (tmp_path / "grades.csv").exists()
 
 
+def test_a_one_batch_reference_run_shows_its_lowest_loss(tmp_path):
+    """A CPU budget of one fixed batch has no held-out accuracy: the facts give the reference's lowest loss."""
+    text = build(tmp_path, [], {**EXTRA, "reference_training": {"fit": 0.0042, "chance": 0.5}})
+    facts = {row[0]: row[1] for row in Page(text).rows("facts")}
+    assert facts["reference's lowest loss on one fixed batch"] == "0.004"
+    assert "reference's held-out accuracy" not in facts
+
+
 def test_without_matplotlib_the_report_says_why(tmp_path, monkeypatch):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)  # import of it raises ImportError, as if not installed
