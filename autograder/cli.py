@@ -20,10 +20,9 @@ from tqdm import tqdm
 from . import report, sandbox
 from .assignments import ASSIGNMENTS, ROOT, SOLUTIONS
 from .grade import Checklist, prepare, submission_hash
-from .train import outcome
 from .load import find_submissions
 from .nbgrader_course import Course, CourseError
-from .train import DataError
+from .train import DataError, outcome
 from .workers import START_METHOD, grade_all
 
 _INTERRUPTED = False

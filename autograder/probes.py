@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .check import CheckFailed, expect
-from .train import outcome
 from .rebuild import bind
+from .train import outcome
 
 __all__ = ["CheckFailed", "expect", "count", "shapes_of", "parameters", "listed_parameters", "listed_shapes",
            "part_model", "part_shapes", "convolutions", "input_convolutions", "flops", "weighted_layers",
