@@ -139,10 +139,15 @@ def training_run(model, data: TaskData, budget: Budget, device: str) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
     losses, gaps = [], None
     model.train()
-    fixed = torch.randint(0, len(x), (budget.batch,), generator=generator) if budget.one_batch else None
+
+    def draw():
+        idx = torch.randint(0, len(x), (budget.batch,), generator=generator)
+        return x[idx].to(device), y[idx].to(device)
+
+    fixed = draw() if budget.one_batch else None
     for _ in range(budget.steps):
-        idx = fixed if budget.one_batch else torch.randint(0, len(x), (budget.batch,), generator=generator)
-        loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+        images, labels = fixed or draw()
+        loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if gaps is None:  # from the first step's backward, not a pass of its own (it cost a training step's time)
@@ -157,7 +162,7 @@ def training_run(model, data: TaskData, budget: Budget, device: str) -> dict:
     }
     if budget.one_batch:  # the loss after the last step too; a non-finite loss never counts as the lowest
         with torch.no_grad():
-            losses.append(F.cross_entropy(model(x[fixed].to(device)), y[fixed].to(device)).item())
+            losses.append(F.cross_entropy(model(fixed[0]), fixed[1]).item())
         return {**run, "fit": min((v for v in losses if math.isfinite(v)), default=math.inf)}
     held_out = len(xt)
     correct = 0
