@@ -72,6 +72,11 @@ def state(out, student):
     return json.loads((out / "state" / f"{student}.json").read_text())
 
 
+def messages(out, student):
+    """A graded student's feedback message per check."""
+    return {r["name"]: r["message"] for r in state(out, student)["results"]}
+
+
 def assert_graded(out, student, checks, score, failing, max_score):
     """The student was graded on exactly `checks`, failed exactly `failing`, and scored `score` of `max_score`."""
     result = state(out, student)

@@ -10,7 +10,7 @@ from autograder import cli, report, sandbox
 from autograder.assignments import ROOT
 from autograder.grade import StudentResult
 from autograder.probes import FIT_FLOOR
-from tests.helpers import assert_feedback_hides, assert_graded, demo_results, long_lines, state
+from tests.helpers import assert_feedback_hides, assert_graded, demo_results, long_lines, messages, state
 
 SAMPLES = ROOT / "solutions" / "resnet50_cifar10" / "samples"
 CHECKS = ROOT / "solutions" / "resnet50_cifar10" / "checks.py"
@@ -59,10 +59,10 @@ def test_sample_gets_its_exact_score_and_failures(graded, student):
 
 
 def test_feedback_explains_each_failure(graded):
-    messages = {r["name"]: r["message"] for r in state(graded, "wrong_num_classes")["results"]}
-    assert messages["fc_output"] == ("ResNet50_layer4(num_classes=10): expected output (1, 10), got (1, 100). Next "
-                                     "step: fc maps the 1024 pooled features to num_classes: nn.Linear(1024, "
-                                     "num_classes)")
+    said = messages(graded, "wrong_num_classes")
+    assert said["fc_output"] == ("ResNet50_layer4(num_classes=10): expected output (1, 10), got (1, 100). Next "
+                                 "step: fc maps the 1024 pooled features to num_classes: nn.Linear(1024, "
+                                 "num_classes)")
     release = {r["name"]: r for r in state(graded, "release")["results"]}
     first = release["block_down_output_shape"]  # one message per cause: the first check says it in full
     assert "NotImplementedError: fill in here" in first["said"] and "could not be built" in first["message"]
@@ -75,12 +75,12 @@ def test_feedback_explains_each_failure(graded):
         "ResNet50_layer4(num_classes=10).layer3 could not run on an input of shape (4, 256, 4, 4)")
     assert "must match the size of tensor" in parts["layer3"]["said"]
     assert parts["layer4"]["passed"] and parts["stem"]["passed"]  # right stages earn points beside broken ones
-    pool = {r["name"]: r["message"] for r in state(graded, "wrong_avgpool")["results"]}["avgpool"]
+    pool = messages(graded, "wrong_avgpool")["avgpool"]
     assert pool == ("avgpool: expected output 1024 x 1 x 1, got (1024, 2, 2). Next step: self.avgpool = "
                     "nn.AvgPool2d(kernel_size=2, stride=1)")
-    found = {r["name"]: r["message"] for r in state(graded, "stride_on_3x3")["results"]}["block_down_stride"]
+    found = messages(graded, "stride_on_3x3")["block_down_stride"]
     assert "3x3 (torchvision's placement)" in found
-    found = {r["name"]: r["message"] for r in state(graded, "reference")["results"]}["block_down_stride"]
+    found = messages(graded, "reference")["block_down_stride"]
     assert "first 1x1 (the paper's placement)" in found
     feedback = (graded / "feedback" / "missing_block.md").read_text()
     assert "**Score: 95 / 120**" in feedback and "layer3: expected 4 blocks" in feedback
@@ -94,10 +94,10 @@ def test_the_cpu_training_run_fits_one_fixed_batch_and_says_so(graded):
     summary = json.loads((graded / "summary.json").read_text())
     ref = summary["reference_training"]
     assert "accuracy" not in ref and 0 < ref["fit"] < ref["first_loss"] / 10
-    plain = {r["name"]: r["message"] for r in state(graded, "no_residual_add")["results"]}["training_keeps_up"]
+    plain = messages(graded, "no_residual_add")["training_keeps_up"]
     assert f"expected a loss of at most {max(5 * ref['fit'], FIT_FLOOR):.3f} on one fixed batch within 8 steps" in plain
     assert f"5x the reference's lowest, {ref['fit']:.3f}" in plain and "shortcuts" in plain
-    honest = {r["name"]: r["message"] for r in state(graded, "stride_on_3x3")["results"]}["training_keeps_up"]
+    honest = messages(graded, "stride_on_3x3")["training_keeps_up"]
     assert "on one fixed batch of 32" in honest and f"(reference: lowest loss {ref['fit']:.3f}" in honest
 
 

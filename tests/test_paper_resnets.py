@@ -14,7 +14,7 @@ from autograder.grade import Checklist
 from autograder.train import DataError
 from autograder.probes import activation_adds, main_path_parameters, projection, shortcut_only
 from tests.helpers import (assert_feedback_hides, assert_graded, demo_results, exported, import_file, long_lines,
-                           state)
+                           messages, state)
 
 ASSIGNMENT = ASSIGNMENTS["resnet_paper_cifar10"]
 BLOCK = {"block_output_shapes", "block_layers", "block_stride", "block_residual", "option_a_shortcut",
@@ -71,10 +71,6 @@ def test_every_sample_is_shipped_and_expected():
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_sample_gets_its_exact_score_and_failures(graded, student):
     assert_graded(graded, student, ALL, *EXPECTED[student], max_score=100)
-
-
-def messages(out, student):
-    return {r["name"]: r["message"] for r in state(out, student)["results"]}
 
 
 def test_feedback_names_module_expected_got_and_next_step(graded):

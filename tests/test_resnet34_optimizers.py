@@ -14,7 +14,7 @@ from autograder.grade import Checklist
 from autograder.optimizers import OptimizerError, described
 from autograder.probes import option_differences, optimizer_steps
 from autograder.train import BUDGETS
-from tests.helpers import assert_feedback_hides, assert_graded, demo_results, long_lines, state
+from tests.helpers import assert_feedback_hides, assert_graded, demo_results, long_lines, messages, state
 
 ASSIGNMENT = ASSIGNMENTS["resnet34_optimizers"]
 BLOCK = {"block_output_shapes", "block_layers", "identity_shortcut", "projection", "block_residual"}
@@ -62,10 +62,6 @@ def test_sample_gets_its_exact_score_and_failures(graded, student):
     assert_graded(graded, student, ALL, *EXPECTED[student], max_score=100)
 
 
-def messages(out, student):
-    return {r["name"]: r["message"] for r in state(out, student)["results"]}
-
-
 def test_feedback_names_module_expected_got_and_next_step(graded):
     assert messages(graded, "momentum_09_for_m095")["sgd_m095"] == (
         "make_optimizer('sgd_m095', model.parameters(), 0.01): expected the steps the notebook's optimizer takes, "
@@ -99,7 +95,7 @@ def test_the_training_run_is_the_assignments_own_short_budget(graded):
     assert checklist.budget("cuda") == BUDGETS["cuda"]
     assert 200 in checklist.batches("net") and 200 not in checklist.batches("block")
     assert state(graded, "reference")["key"]["budget"]["steps"] == 8
-    honest = {r["name"]: r["message"] for r in state(graded, "projection_everywhere")["results"]}["training_keeps_up"]
+    honest = messages(graded, "projection_everywhere")["training_keeps_up"]
     assert "lowest loss" in honest and "on one fixed batch of 32" in honest
 
 

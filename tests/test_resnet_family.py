@@ -12,7 +12,7 @@ from autograder import cli, export, rebuild
 from autograder.assignments import ASSIGNMENTS
 from autograder.grade import Checklist
 from autograder.probes import flops
-from tests.helpers import (assert_feedback_hides, assert_graded, demo_results, import_file, long_lines,
+from tests.helpers import (assert_feedback_hides, assert_graded, demo_results, import_file, long_lines, messages,
                            state)
 
 ASSIGNMENT = ASSIGNMENTS["resnet_family"]
@@ -66,10 +66,6 @@ def test_every_sample_is_shipped_and_expected():
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_sample_gets_its_exact_score_and_failures(graded, student):
     assert_graded(graded, student, ALL, *EXPECTED[student], max_score=100)
-
-
-def messages(out, student):
-    return {r["name"]: r["message"] for r in state(out, student)["results"]}
 
 
 def test_feedback_names_module_expected_got_and_next_step(graded):
