@@ -133,7 +133,9 @@ class _Plugin(_Markers):
 
 def run_checks(checks_file: Path, graded: Graded) -> list:
     plugin = _Plugin(graded)
-    args = _pytest_args(checks_file) + ["--assert=plain", "--tb=no", "-W", "ignore"]
+    # no unraisable-exception plugin: it runs two full gc.collect() at the end of each session, in a process that
+    # holds torch: 0.4 s of every submission's 0.55 s of checks (measured on resnet_paper_cifar10's reference)
+    args = _pytest_args(checks_file) + ["--assert=plain", "--tb=no", "-W", "ignore", "-p", "no:unraisableexception"]
     with contextlib.redirect_stdout(io.StringIO()):
         code = pytest.main(args, plugins=[plugin])
     if code == pytest.ExitCode.INTERRUPTED:  # pytest swallows Ctrl-C; the batch must see it
