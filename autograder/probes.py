@@ -16,7 +16,7 @@ from .rebuild import bind
 from .train import outcome
 
 __all__ = ["CheckFailed", "expect", "count", "shapes_of", "parameters", "listed_parameters", "listed_shapes",
-           "part_model", "part_shapes", "convolutions", "input_convolutions", "flops", "weighted_layers",
+           "last_linear", "part_model", "part_shapes", "convolutions", "input_convolutions", "flops", "weighted_layers",
            "activation_adds", "silenced", "shortcut_only", "projection", "main_path_parameters", "optimizer_steps",
            "option_differences", "training_checks"]
 
@@ -51,6 +51,13 @@ def listed_shapes(submission, name) -> dict:
     if listed is None:
         submission.model(name)  # raises: why the model is unavailable
     return listed
+
+
+def last_linear(submission, name):
+    """(out, in) of the last 2-D parameter export `name` listed when built (its classifier), or None: a builder's
+    num_classes is read from what it built, so that model needs no export of its own."""
+    rows = [tuple(shape) for shape in listed_shapes(submission, name).values() if len(shape) == 2]
+    return rows[-1] if rows else None
 
 
 def part_model(submission, name, part, batch=2, spec=None):

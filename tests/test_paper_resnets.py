@@ -83,6 +83,9 @@ def test_feedback_names_module_expected_got_and_next_step(graded):
     assert "x itself, without the ReLU after the addition" in messages(graded, "relu_before_add")["block_residual"]
     assert "288 parameters outside the main path" in messages(graded, "projection_everywhere")["block_residual"]
     assert messages(graded, "resnet14")["stages"].startswith("layer1: expected 3 blocks, got 2")
+    assert messages(graded, "num_classes_ignored")["num_classes"] == (
+        "resnet20(num_classes=7): expected a last linear layer with 7 outputs, got 10. Next step: pass num_classes "
+        "on to ResNet, and use it in nn.Linear(64, num_classes)")
     assert "could not run on an input of shape (4, 16, 8, 8)" in messages(graded, "pad_wrong_dim")[
         "block_output_shapes"]
     feedback = (graded / "feedback" / "capitalised_builders.md").read_text()

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder.grade import call_of
-from autograder.probes import (TRAINING_PART, convolutions, count, expect, listed_parameters, listed_shapes,
-                               main_path_parameters, optimizer_steps, option_differences, parameters, part_shapes,
-                               projection, shapes_of, shortcut_only, training_checks, weighted_layers)
+from autograder.probes import (TRAINING_PART, convolutions, count, expect, last_linear, listed_parameters,
+                               listed_shapes, main_path_parameters, optimizer_steps, option_differences, parameters,
+                               part_shapes, projection, shapes_of, shortcut_only, training_checks, weighted_layers)
 
 
 def block(name, args, shape=(4, 64, 8, 8)):
@@ -242,9 +242,9 @@ def test_output(submission):
 @pytest.mark.points(5)
 def test_num_classes(submission):
     """ResNet34(num_classes=7) has 7 outputs"""
-    rows = [shape[0] for shape in listed_shapes(submission, "net_classes").values() if len(shape) == 2]
-    got = rows[-1] if rows else "no linear layer"
-    expect(got == 7, "ResNet34(num_classes=7)", "a last linear layer with 7 outputs", f"{got}",
+    got = last_linear(submission, "net_classes")
+    expect(got is not None and got[0] == 7, "ResNet34(num_classes=7)", "a last linear layer with 7 outputs",
+           f"{got[0]}" if got else "no linear layer",
            "use num_classes in nn.Linear(512, num_classes)")
 
 

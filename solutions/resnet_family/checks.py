@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder.grade import call_of
-from autograder.probes import (TRAINING_PART, count, expect, flops, input_convolutions, listed_parameters,
-                               listed_shapes, main_path_parameters, parameters, part_shapes, projection, shapes_of,
-                               shortcut_only, training_checks)
+from autograder.probes import (TRAINING_PART, count, expect, flops, input_convolutions, last_linear,
+                               listed_parameters, listed_shapes, main_path_parameters, parameters, part_shapes,
+                               projection, shapes_of, shortcut_only, training_checks)
 
 
 def block(name, kind, args, channels=64):
@@ -279,8 +279,7 @@ def test_flops(submission):
 @pytest.mark.points(5)
 def test_num_classes(submission):
     """resnet50(num_classes=7) ends in a linear layer 2048 -> 7"""
-    rows = [shape for shape in listed_shapes(submission, "classes").values() if len(shape) == 2]
-    got = tuple(rows[-1]) if rows else None
+    got = last_linear(submission, "classes")
     expect(got == (7, 2048), "resnet50(num_classes=7)", "a last linear layer 2048 -> 7",
            f"{got[1]} -> {got[0]}" if got else "no linear layer",
            "nn.Linear(512 * block.expansion, num_classes): 2048 features come out of a Bottleneck net's layer4")

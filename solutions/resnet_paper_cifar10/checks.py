@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from autograder.grade import call_of
-from autograder.probes import (TRAINING_PART, activation_adds, convolutions, count, expect, listed_parameters,
-                               listed_shapes, main_path_parameters, parameters, part_shapes, projection, shapes_of,
-                               shortcut_only, training_checks, weighted_layers)
+from autograder.probes import (TRAINING_PART, activation_adds, convolutions, count, expect, last_linear,
+                               listed_parameters, listed_shapes, main_path_parameters, parameters, part_shapes,
+                               projection, shapes_of, shortcut_only, training_checks, weighted_layers)
 
 
 def block(name, build, args, kwargs, shape):
@@ -276,9 +276,9 @@ def test_output(submission):
 @pytest.mark.points(5)
 def test_num_classes(submission):
     """resnet20(num_classes=7) ends in a linear layer with 7 outputs"""
-    rows = [shape[0] for shape in listed_shapes(submission, "net_classes").values() if len(shape) == 2]
-    got = rows[-1] if rows else "no linear layer"
-    expect(got == 7, "resnet20(num_classes=7)", "a last linear layer with 7 outputs", f"{got}",
+    got = last_linear(submission, "net_classes")
+    expect(got is not None and got[0] == 7, "resnet20(num_classes=7)", "a last linear layer with 7 outputs",
+           f"{got[0]}" if got else "no linear layer",
            "pass num_classes on to ResNet, and use it in nn.Linear(64, num_classes)")
 
 
